@@ -1,0 +1,25 @@
+import type { Logger } from './log.ts';
+
+/**
+ * Runs `stop` once on SIGTERM or SIGINT, then exits 0 (1 if stopping failed). A second signal
+ * while stopping exits at once, so an operator is never stuck behind a hung shutdown.
+ */
+export function onShutdown(log: Logger, stop: () => Promise<void> | void): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    Promise.resolve()
+      .then(stop)
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}
