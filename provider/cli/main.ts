@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { shapeCommand } from './shape.ts';
 
 /**
  * `npm run -s kip -- <command>`: the operator's command line. Each subcommand lives in its own
@@ -6,7 +7,7 @@ import { Command, CommanderError } from 'commander';
  */
 const program = new Command('kip').description('Kip for Google Cloud: operator commands').exitOverride();
 
-const commands: Array<(p: Command) => void> = [];
+const commands: Array<(p: Command) => void> = [shapeCommand];
 
 for (const register of commands) register(program);
 
