@@ -215,7 +215,13 @@ export class EndpointQueue {
   /** Resolves when the queue is empty or `timeoutMs` passed (for the shutdown flush). */
   async drain(timeoutMs: number): Promise<boolean> {
     const deadline = this.now() + timeoutMs;
-    while (this.items.length > 0 && this.now() < deadline && !this.blocked) {
+    // Stop early when no attempt can happen before the deadline: the queue file keeps the rest.
+    while (
+      this.items.length > 0 &&
+      this.now() < deadline &&
+      !this.blocked &&
+      !(this.nextAttempt !== null && this.nextAttempt > deadline)
+    ) {
       await new Promise((r) => setTimeout(r, 20));
     }
     return this.items.length === 0;
