@@ -1,0 +1,125 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Gauge } from 'prom-client';
+import { ConfigError } from '../lib/config-file.ts';
+import { createLogger } from '../lib/log.ts';
+import { createMetricsRegistry } from '../lib/metrics.ts';
+import { ImageStore } from '../lib/oci/image-store.ts';
+import { printReadyLine } from '../lib/ready-line.ts';
+import { onShutdown } from '../lib/shutdown.ts';
+import { Cell } from './cell.ts';
+import { cellIdOf, loadCellAgentConfig, readTlsMaterial } from './config.ts';
+import { removeCgroupTree } from './cgroups.ts';
+import { mountsUnder, unmount } from './mounts.ts';
+import { detectPodIP } from './network.ts';
+import { Runc } from './runc.ts';
+import { createServer, listen } from './server.ts';
+import { StatsCollector } from './stats.ts';
+
+async function main(): Promise<void> {
+  const log = createLogger('cell-agent');
+  let cfg;
+  let tls;
+  try {
+    cfg = loadCellAgentConfig(process.argv.slice(2));
+    tls = readTlsMaterial(cfg);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`cell-agent: ${e.message}`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const cellId = cellIdOf(cfg);
+  for (const d of ['pods', 'images', 'runc']) mkdirSync(join(cfg.dataDir, d), { recursive: true });
+  const runc = new Runc(cfg.runc, join(cfg.dataDir, 'runc'));
+  await cleanLeftovers(runc, cfg.dataDir, cellId, log);
+  const images = new ImageStore({
+    root: join(cfg.dataDir, 'images'),
+    cacheDir: cfg.imageCacheDir,
+    insecureRegistries: cfg.insecureRegistries,
+    caCerts: cfg.registryCaPems,
+    log,
+  });
+  const podIP = cfg.podIP ?? detectPodIP();
+  const cell = new Cell({
+    runc,
+    images,
+    log,
+    cellId,
+    dataDir: cfg.dataDir,
+    podIP,
+    restartBackoff: cfg.restartBackoff,
+    imagePullBackoff: cfg.imagePullBackoff,
+    maxLogFileBytes: cfg.logs.maxFileBytes,
+  });
+  const stats = new StatsCollector();
+  const metrics = createMetricsRegistry('kip_cell_agent');
+  new Gauge({
+    name: 'kip_cell_agent_containers_running',
+    help: 'Containers of the pod currently running',
+    registers: [metrics],
+    collect() {
+      this.set(cell.current?.containers().filter((c) => c.current && !c.current.done).length ?? 0);
+    },
+  });
+  // Sampling on an interval gives the first stats request a CPU rate to report.
+  const sampler = setInterval(() => {
+    if (cell.current) stats.podStats(cell.current);
+  }, cfg.statsIntervalSeconds * 1000);
+  sampler.unref();
+  const server = createServer({
+    cell,
+    runc,
+    stats,
+    log,
+    metrics,
+    tls,
+    maxStatusWaitSeconds: cfg.maxStatusWaitSeconds,
+  });
+  let addr;
+  try {
+    addr = await listen(server, cfg.listen);
+  } catch (e) {
+    console.error(`cell-agent: cannot listen on ${cfg.listen}: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  const listenAddr = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  log.info({ listen: listenAddr, cellId, podIP, dataDir: cfg.dataDir }, 'cell agent serving');
+  onShutdown(log, async () => {
+    clearInterval(sampler);
+    server.close();
+    server.closeAllConnections();
+    await cell.shutdown();
+    await images.close();
+  });
+  printReadyLine({
+    service: 'cell-agent',
+    listen: listenAddr,
+    port: addr.port,
+    cellId,
+    podIP,
+    pid: process.pid,
+  });
+}
+
+/** Removes containers, mounts and cgroups a previous run of this agent left (it crashed or was killed). */
+async function cleanLeftovers(
+  runc: Runc,
+  dataDir: string,
+  cellId: string,
+  log: ReturnType<typeof createLogger>,
+): Promise<void> {
+  const left = await runc.list().catch(() => []);
+  for (const c of left) {
+    log.warn({ container: c.id }, 'removing a container left by a previous run');
+    await runc.delete(c.id).catch(() => undefined);
+  }
+  for (const m of mountsUnder(join(dataDir, 'pods'))) await unmount(m);
+  removeCgroupTree(`kip-${cellId}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(`cell-agent: ${(err as Error)?.stack ?? String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,199 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
+import { CellAgentClient } from '../../lib/cell-agent-client.ts';
+import { createCA, issueCertificate, type KeyPair } from '../../lib/tls.ts';
+import { startProcess, type StartedProcess } from '../support/process.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+let seq = 0;
+
+export interface TestCellNetwork {
+  /** Network namespace name (in /var/run/netns). */
+  name: string;
+  /** Address of the host end of the veth pair; the cell reaches the host's forwarders there. */
+  hostIP: string;
+  /** The cell's address (the pod IP). */
+  cellIP: string;
+  remove(): void;
+}
+
+/**
+ * A cell like the lab's: a network namespace with its own address on a veth pair to the host.
+ * Names and a /30 from 100.64.0.0/10 are derived from the pid, so parallel suites never collide.
+ */
+export function createCellNetwork(): TestCellNetwork {
+  const n = seq++;
+  const id = process.pid * 4 + n;
+  const name = `kca${process.pid}n${n}`;
+  const host = `kca${process.pid}h${n}`;
+  const peer = `kca${process.pid}c${n}`;
+  const base = (id % (1 << 20)) * 4;
+  const addr = (k: number) => `100.${64 + ((base >> 16) & 63)}.${(base >> 8) & 255}.${(base & 255) + k}`;
+  const hostIP = addr(1);
+  const cellIP = addr(2);
+  const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+  ip('netns', 'add', name);
+  try {
+    ip('link', 'add', host, 'type', 'veth', 'peer', 'name', peer, 'netns', name);
+    ip('addr', 'add', `${hostIP}/30`, 'dev', host);
+    ip('link', 'set', host, 'up');
+    ip('-n', name, 'link', 'set', 'lo', 'up');
+    ip('-n', name, 'addr', 'add', `${cellIP}/30`, 'dev', peer);
+    ip('-n', name, 'link', 'set', peer, 'up');
+    ip('-n', name, 'route', 'add', 'default', 'via', hostIP);
+  } catch (e) {
+    execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+    throw e;
+  }
+  let removed = false;
+  const remove = () => {
+    if (removed) return;
+    removed = true;
+    try {
+      execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+      execFileSync('ip', ['link', 'del', host], { stdio: 'ignore' });
+    } catch {
+      // the veth goes with the namespace
+    }
+  };
+  process.once('exit', remove);
+  return { name, hostIP, cellIP, remove };
+}
+
+/** Forwards TCP from `listenHost:<port>` to `target` (a loopback server the cell cannot reach). */
+export async function forwardTcp(
+  listenHost: string,
+  target: string,
+): Promise<{ host: string; close(): void }> {
+  const [th, tp] = [
+    target.slice(0, target.lastIndexOf(':')),
+    Number(target.slice(target.lastIndexOf(':') + 1)),
+  ];
+  const socks = new Set<net.Socket>();
+  const server = net.createServer((c) => {
+    const up = net.connect(tp, th);
+    socks.add(c).add(up);
+    c.pipe(up).pipe(c);
+    const end = () => (c.destroy(), up.destroy());
+    c.on('error', end).on('close', end);
+    up.on('error', end).on('close', end);
+  });
+  await new Promise<void>((r) => server.listen(0, listenHost, r));
+  return {
+    host: `${listenHost}:${(server.address() as net.AddressInfo).port}`,
+    close: () => {
+      for (const s of socks) s.destroy();
+      server.close();
+    },
+  };
+}
+
+export interface TestPki {
+  ca: KeyPair;
+  server: KeyPair;
+  client: KeyPair;
+}
+
+export async function makePki(cellIP: string): Promise<TestPki> {
+  const ca = await createCA('kip-test-cells');
+  const server = await issueCertificate(ca, { commonName: 'cell', hosts: [cellIP], usage: 'server' });
+  const client = await issueCertificate(ca, { commonName: 'kip-provider', usage: 'client' });
+  return { ca, server, client };
+}
+
+export interface TestAgent {
+  proc: StartedProcess;
+  client: CellAgentClient;
+  baseUrl: string;
+  dataDir: string;
+  pki: TestPki;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the real cell agent inside the cell's network namespace, the way the Compute Engine
+ * emulator boots a cell: a config file with inline PEMs, then `nsenter --net=...`.
+ */
+export async function startAgent(
+  cell: TestCellNetwork,
+  config: Record<string, unknown> = {},
+): Promise<TestAgent> {
+  const pki = await makePki(cell.cellIP);
+  const dataDir = mkdtempSync(join(tmpdir(), 'kip-cell-agent-'));
+  const file = join(dataDir, 'config.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      listen: `${cell.cellIP}:0`,
+      tls: { certPem: pki.server.certPem, keyPem: pki.server.keyPem, clientCaPem: pki.ca.certPem },
+      restartBackoff: { initialSeconds: 0.5, maxSeconds: 2, resetSeconds: 600 },
+      imagePullBackoff: { initialSeconds: 0.5, maxSeconds: 2 },
+      statsIntervalSeconds: 1,
+      ...config,
+    }),
+  );
+  const proc = await startProcess(
+    'nsenter',
+    [
+      `--net=/var/run/netns/${cell.name}`,
+      join(ROOT, 'node_modules/.bin/tsx'),
+      join(ROOT, 'cell-agent/main.ts'),
+      '--config',
+      file,
+      '--data-dir',
+      join(dataDir, 'data'),
+    ],
+    { cwd: ROOT, env: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' }, timeoutMs: 30_000 },
+  );
+  const baseUrl = `https://${cell.cellIP}:${proc.ready.port as number}`;
+  const client = new CellAgentClient({
+    baseUrl,
+    ca: pki.ca.certPem,
+    cert: pki.client.certPem,
+    key: pki.client.keyPem,
+  });
+  return {
+    proc,
+    client,
+    baseUrl,
+    dataDir,
+    pki,
+    async stop() {
+      await client.close();
+      await proc.stop(15_000);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Long-polls the agent's status until `pred` holds; throws with the last status after `timeoutMs`. */
+export async function waitForStatus(
+  client: CellAgentClient,
+  pred: (s: PodStatusReply) => boolean,
+  timeoutMs = 20_000,
+): Promise<PodStatusReply> {
+  const deadline = Date.now() + timeoutMs;
+  let s = await client.getStatus();
+  while (!pred(s)) {
+    const left = deadline - Date.now();
+    if (left <= 0)
+      throw new Error(
+        `status condition not met within ${timeoutMs} ms; last status:\n${JSON.stringify(s, null, 1)}`,
+      );
+    s = await client.getStatus({ after: s.version, wait: Math.min(5, Math.ceil(left / 1000)) });
+  }
+  return s;
+}
+
+/** A minimal v1 Pod with a fresh UID. */
+export function makePod(
+  name: string,
+  spec: Record<string, unknown>,
+): { metadata: { name: string; namespace: string; uid: string }; spec: Record<string, unknown> } {
+  return { metadata: { name, namespace: 'default', uid: crypto.randomUUID() }, spec };
+}
