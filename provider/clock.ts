@@ -59,3 +59,19 @@ export class ManualClock implements Clock {
     return this.timers.length;
   }
 }
+
+/** Waits `ms` on `clock`, or less if `signal` aborts first (never rejects). */
+export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const onAbort = () => {
+      cancel();
+      resolve();
+    };
+    const cancel = clock.setTimer(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
