@@ -1,0 +1,77 @@
+import { open } from 'node:fs/promises';
+import { PassThrough, Transform, type TransformCallback } from 'node:stream';
+import * as zlib from 'node:zlib';
+import { Decompress } from 'fzstd';
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+/**
+ * How the file at `path` is compressed, from its first bytes. Layers are sniffed rather than
+ * trusted by media type because some tools label uncompressed tars as gzip.
+ */
+export async function sniffCompression(path: string): Promise<Compression> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(buf, 0, 4, 0);
+    const head = [...buf.subarray(0, bytesRead)];
+    if (GZIP_MAGIC.every((b, i) => head[i] === b)) return 'gzip';
+    if (ZSTD_MAGIC.every((b, i) => head[i] === b)) return 'zstd';
+    return 'none';
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Zstandard in pure JavaScript, for Node versions whose zlib lacks it. */
+class FzstdDecompress extends Transform {
+  private readonly d = new Decompress((chunk) => {
+    // fzstd keeps its window separately, but copy anyway: a pushed chunk must never change later.
+    if (chunk.length > 0) this.push(Buffer.from(chunk));
+  });
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.d.push(chunk);
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
+  }
+
+  override _flush(cb: TransformCallback): void {
+    try {
+      this.d.push(new Uint8Array(0), true);
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
+  }
+}
+
+type ZstdFactory = () => Transform;
+
+/** Node's own zstd (zlib.createZstdDecompress, Node >= 22.15) when present. */
+function nativeZstd(): ZstdFactory | undefined {
+  const create = (zlib as unknown as { createZstdDecompress?: ZstdFactory }).createZstdDecompress;
+  return typeof create === 'function' ? () => create() : undefined;
+}
+
+/** Which zstd implementation this process uses: `zlib` (native) or `fzstd` (JavaScript). */
+export const zstdImplementation: 'zlib' | 'fzstd' = nativeZstd() ? 'zlib' : 'fzstd';
+
+/** A stream that decompresses `compression` (gzip, zstd, or a pass-through for none). */
+export function decompressor(compression: Compression): Transform {
+  switch (compression) {
+    case 'gzip':
+      // Large chunks: fewer, bigger writes into the tar parser.
+      return zlib.createGunzip({ chunkSize: 256 * 1024 });
+    case 'zstd':
+      return nativeZstd()?.() ?? new FzstdDecompress();
+    case 'none':
+      return new PassThrough();
+  }
+}
