@@ -1,0 +1,136 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThroughClient } from 'google-auth-library';
+import { stringify } from 'yaml';
+import { startNpmScript, type StartedProcess } from './process.ts';
+
+/** Options every `@google-cloud/compute` client needs to talk to the emulator. */
+export interface GceClientOptions {
+  apiEndpoint: string;
+  port: number;
+  protocol: string;
+  authClient: PassThroughClient;
+}
+
+export interface CallCounts {
+  total: number;
+  byMethod: Record<string, { total: number; codes: Record<string, number> }>;
+}
+
+export interface GceEmulator {
+  host: string;
+  port: number;
+  project: string;
+  region: string;
+  zones: string[];
+  /** The cell address block and its gateway (the bridge's address). */
+  network: { block: string; gateway: string; bridge: string | null };
+  stateDir: string;
+  clientOptions: GceClientOptions;
+  admin: {
+    state(): Promise<Record<string, unknown>>;
+    calls(): Promise<CallCounts>;
+    resetCalls(): Promise<void>;
+    /** Merges into the `faults` section (errorRate, errorKinds, methods, stockouts, bootDelayMs, ...). */
+    setFaults(patch: Record<string, unknown>): Promise<void>;
+    /** Merges into the `quotas` section (limits, readRequestsPerMinute, writeRequestsPerMinute, windowMs). */
+    setQuotas(patch: Record<string, unknown>): Promise<void>;
+    setDelays(patch: Record<string, unknown>): Promise<void>;
+    instance(
+      zone: string,
+      name: string,
+    ): Promise<{
+      instance: Record<string, unknown>;
+      cell: Record<string, unknown> | null;
+      dataDir: string | null;
+    }>;
+    preempt(zone: string, name: string): Promise<string>;
+  };
+  proc: StartedProcess;
+  stderr(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `npm run gce-emulator` as a child process on a free port. `config` is written to a
+ * temporary YAML file (docs/gce-emulator.md lists its fields).
+ */
+export async function startGceEmulator(
+  opts: {
+    config?: Record<string, unknown>;
+    hypervisor?: 'none' | 'netns';
+    project?: string;
+    env?: NodeJS.ProcessEnv;
+  } = {},
+): Promise<GceEmulator> {
+  const dir = mkdtempSync(join(tmpdir(), 'kip-gce-test-'));
+  const args = ['--port', '0', '--hypervisor', opts.hypervisor ?? 'none', '--state-dir', join(dir, 'state')];
+  if (opts.config) {
+    writeFileSync(join(dir, 'config.yaml'), stringify(opts.config));
+    args.push('--config', join(dir, 'config.yaml'));
+  }
+  if (opts.project) args.push('--project', opts.project);
+  let proc: StartedProcess;
+  try {
+    proc = await startNpmScript('gce-emulator', args, {
+      env: { LOG_LEVEL: 'warn', ...opts.env },
+      timeoutMs: 30000,
+    });
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  const r = proc.ready as {
+    host: string;
+    port: number;
+    project: string;
+    region: string;
+    zones: string[];
+    network: { block: string; gateway: string; bridge: string | null };
+    stateDir: string;
+  };
+  const base = `http://${r.host}:${r.port}/admin`;
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await res.json()) as Record<string, unknown>;
+    if (!res.ok) throw new Error(`admin ${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  return {
+    host: r.host,
+    port: r.port,
+    project: r.project,
+    region: r.region,
+    zones: r.zones,
+    network: r.network,
+    stateDir: r.stateDir,
+    clientOptions: {
+      apiEndpoint: r.host,
+      port: r.port,
+      protocol: 'http',
+      authClient: new PassThroughClient(),
+    },
+    admin: {
+      state: () => call('GET', '/state'),
+      calls: async () => (await call('GET', '/calls')) as unknown as CallCounts,
+      resetCalls: async () => void (await call('POST', '/calls/reset')),
+      setFaults: async (p) => void (await call('PATCH', '/faults', p)),
+      setQuotas: async (p) => void (await call('PATCH', '/quotas', p)),
+      setDelays: async (p) => void (await call('PATCH', '/delays', p)),
+      instance: async (zone, name) => (await call('GET', `/instances/${zone}/${name}`)) as never,
+      preempt: async (zone, name) =>
+        String((await call('POST', `/instances/${zone}/${name}/preempt`)).result),
+    },
+    proc,
+    stderr: () => proc.stderr(),
+    async stop() {
+      await proc.stop(15000);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
