@@ -15,12 +15,15 @@ export class ImagePullError extends Error {
   readonly reason: ImagePullReason;
   /** HTTP status of the registry answer that decided the failure, when there was one. */
   readonly status?: number;
+  /** The message without its leading `Failed to pull image "<image>": `, for callers that add their own. */
+  readonly detail: string;
 
   constructor(reason: ImagePullReason, message: string, opts: { status?: number; cause?: unknown } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'ImagePullError';
     this.reason = reason;
     this.status = opts.status;
+    this.detail = message.replace(/^Failed to pull image "[^"]*": /, '');
   }
 }
 

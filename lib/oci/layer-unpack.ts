@@ -125,9 +125,8 @@ class RootfsWriter {
 
   /** Applies one tar entry. */
   async apply(header: tar.Header, stream: AsyncIterable<Buffer>): Promise<void> {
+    // entryPath clamps `..` at the root, so no name reaches outside it.
     const rel = entryPath(header.name);
-    if (rel.startsWith('../') || rel === '..')
-      throw new LayerFormatError(`entry "${header.name}" escapes the root`);
     const base = path.posix.basename(rel);
     const dirRel = path.posix.dirname(rel) === '.' ? '' : path.posix.dirname(rel);
     const pax = (header as { pax?: Record<string, string> }).pax;
@@ -193,8 +192,6 @@ class RootfsWriter {
         return;
       case 'link': {
         const srcRel = entryPath(header.linkname ?? '');
-        if (srcRel.startsWith('..'))
-          throw new LayerFormatError(`hard link "${header.name}" points outside the root`);
         const srcDirRel = path.posix.dirname(srcRel) === '.' ? '' : path.posix.dirname(srcRel);
         const srcDir = await this.resolveDir(srcDirRel, false);
         const src = srcDir === undefined ? undefined : path.join(srcDir, path.posix.basename(srcRel));
@@ -270,7 +267,8 @@ class RootfsWriter {
  * (`.wh..wh..opq` hides everything lower layers put in that directory). Returns the digests of
  * the compressed and uncompressed streams, for the caller to check against the manifest and
  * the image config. Ownership, modes (setuid included) and times are kept; extended attributes
- * are not. Throws LayerFormatError for an entry that would escape `root`.
+ * are not. Names with `..` and symlinks resolve inside `root`, as in the container. Throws
+ * LayerFormatError for a hard link to nothing or a symlink loop.
  */
 export async function applyLayer(
   root: string,
