@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { backupCommand } from './backup.ts';
 import { shapeCommand } from './shape.ts';
 
 /**
@@ -7,7 +8,7 @@ import { shapeCommand } from './shape.ts';
  */
 const program = new Command('kip').description('Kip for Google Cloud: operator commands').exitOverride();
 
-const commands: Array<(p: Command) => void> = [shapeCommand];
+const commands: Array<(p: Command) => void> = [shapeCommand, backupCommand];
 
 for (const register of commands) register(program);
 
