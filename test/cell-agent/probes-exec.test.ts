@@ -1,0 +1,208 @@
+import assert from 'node:assert/strict';
+import { text } from 'node:stream/consumers';
+import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
+import { buildImage, pushImage } from '../support/images.ts';
+import { startRegistry, type StartedRegistry } from '../support/registry.ts';
+import {
+  createCellNetwork,
+  forwardTcp,
+  makePod,
+  startAgent,
+  waitForStatus,
+  type TestAgent,
+  type TestCellNetwork,
+} from './support.ts';
+
+const terminal = (s: PodStatusReply) => s.phase === 'Succeeded' || s.phase === 'Failed';
+
+describe('cell agent: probes, exec, stats and graceful delete', function () {
+  this.timeout(60_000);
+  let cell: TestCellNetwork;
+  let registry: StartedRegistry;
+  let fwd: { host: string; close(): void };
+  let agent: TestAgent;
+  let image: string;
+
+  before(async () => {
+    cell = createCellNetwork();
+    registry = await startRegistry();
+    fwd = await forwardTcp(cell.hostIP, registry.host);
+    const layout = await buildImage({ name: 'kip-test/busybox', tag: '1', cmd: ['sh'] });
+    await pushImage(layout, '1', registry.host);
+    image = `${fwd.host}/kip-test/busybox:1`;
+    agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
+  });
+  after(async () => {
+    await agent?.stop();
+    fwd?.close();
+    await registry?.stop();
+    cell?.remove();
+  });
+  afterEach(async () => {
+    const s = await agent.client.getStatus().catch(() => undefined);
+    if (s && !terminal(s)) {
+      await agent.client.deletePod(0);
+      await waitForStatus(agent.client, terminal);
+    }
+  });
+
+  const exec = async (container: string, command: string[], stdin?: string) => {
+    const session = agent.client.exec(container, command, {
+      stdout: true,
+      stderr: true,
+      stdin: stdin !== undefined,
+    });
+    if (stdin !== undefined) {
+      session.write(stdin);
+      session.end();
+    }
+    const [stdout, stderr, result] = await Promise.all([
+      text(session.stdout),
+      text(session.stderr),
+      session.done,
+    ]);
+    return { stdout, stderr, exitCode: result.exitCode, status: result.status };
+  };
+
+  it('execs with stdout, stderr, stdin and the exit code on the status channel', async () => {
+    await agent.client.putPod({
+      pod: makePod('exec', { containers: [{ name: 'box', image, command: ['sleep', '3600'] }] }) as never,
+    });
+    await waitForStatus(agent.client, (s) => !!s.containerStatuses[0]!.state.running);
+    const r = await exec('box', ['sh', '-c', 'echo out; echo err >&2; exit 7']);
+    assert.deepEqual([r.stdout, r.stderr, r.exitCode], ['out\n', 'err\n', 7]);
+    assert.equal(r.status.reason, 'NonZeroExitCode');
+    const ok = await exec('box', ['cat'], 'hello through stdin');
+    assert.deepEqual([ok.stdout, ok.exitCode, ok.status.status], ['hello through stdin', 0, 'Success']);
+    const host = await exec('box', ['hostname']);
+    assert.equal(host.stdout, 'exec\n');
+  });
+
+  it('drives ready and the Ready conditions from the readiness probe', async () => {
+    await agent.client.putPod({
+      pod: makePod('ready', {
+        containers: [
+          {
+            name: 'web',
+            image,
+            command: ['sh', '-c', 'mkdir -p /www; exec httpd -f -p 8081 -h /www'],
+            readinessProbe: {
+              httpGet: { path: '/ready', port: 8081 },
+              periodSeconds: 1,
+              failureThreshold: 1,
+            },
+          },
+        ],
+      }) as never,
+    });
+    let s = await waitForStatus(agent.client, (x) => !!x.containerStatuses[0]!.state.running);
+    assert.equal(s.containerStatuses[0]!.ready, false);
+    const cr = s.conditions.find((c) => c.type === 'ContainersReady')!;
+    assert.deepEqual(
+      [cr.status, cr.reason, cr.message],
+      ['False', 'ContainersNotReady', 'containers with unready status: [web]'],
+    );
+    await exec('web', ['touch', '/www/ready']);
+    s = await waitForStatus(agent.client, (x) => x.containerStatuses[0]!.ready, 10_000);
+    assert.equal(s.conditions.find((c) => c.type === 'Ready')!.status, 'True');
+    await exec('web', ['rm', '/www/ready']);
+    s = await waitForStatus(agent.client, (x) => !x.containerStatuses[0]!.ready, 10_000);
+    assert.equal(s.conditions.find((c) => c.type === 'Ready')!.status, 'False');
+    assert.equal(s.containerStatuses[0]!.restartCount, 0, 'readiness never restarts');
+  });
+
+  it('restarts a container whose liveness probe fails', async () => {
+    await agent.client.putPod({
+      pod: makePod('live', {
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'app',
+            image,
+            command: ['sh', '-c', 'touch /tmp/healthy; sleep 1; rm /tmp/healthy; exec sleep 3600'],
+            livenessProbe: {
+              exec: { command: ['cat', '/tmp/healthy'] },
+              periodSeconds: 1,
+              failureThreshold: 2,
+            },
+          },
+        ],
+      }) as never,
+    });
+    const s = await waitForStatus(agent.client, (x) => x.containerStatuses[0]!.restartCount >= 1, 20_000);
+    const last = s.containerStatuses[0]!.lastState.terminated!;
+    assert.equal(
+      last.exitCode,
+      137,
+      'sleep ignores SIGTERM as PID 1, so it was killed after the grace period',
+    );
+    assert.equal(last.reason, 'Error');
+  });
+
+  it('reports CPU and memory from cgroups, within the CPU limit', async () => {
+    await agent.client.putPod({
+      pod: makePod('stats', {
+        containers: [
+          {
+            name: 'spin',
+            image,
+            command: ['sh', '-c', 'while :; do :; done'],
+            resources: { limits: { cpu: '100m', memory: '32Mi' } },
+          },
+          { name: 'idle', image, command: ['sleep', '3600'] },
+        ],
+      }) as never,
+    });
+    await waitForStatus(agent.client, (x) => x.containerStatuses.every((c) => !!c.state.running));
+    await new Promise((r) => setTimeout(r, 2500));
+    const st = await agent.client.stats();
+    assert.equal(st.podRef.name, 'stats');
+    const spin = st.containers.find((c) => c.name === 'spin')!;
+    assert.ok(spin.cpu.usageCoreNanoSeconds > 0);
+    assert.ok(
+      spin.cpu.usageNanoCores! > 20e6 && spin.cpu.usageNanoCores! < 250e6,
+      `spin uses ${spin.cpu.usageNanoCores} nanocores under a 100m limit`,
+    );
+    assert.ok(spin.memory.workingSetBytes > 0 && spin.memory.availableBytes! <= 32 * 1024 * 1024);
+    assert.equal(st.containers.length, 2);
+    assert.ok(st.cpu.usageCoreNanoSeconds >= spin.cpu.usageCoreNanoSeconds);
+  });
+
+  it('deletes gracefully: SIGTERM reaches the trap, SIGKILL follows the grace period', async () => {
+    await agent.client.putPod({
+      pod: makePod('graceful', {
+        containers: [
+          {
+            name: 'polite',
+            image,
+            command: [
+              'sh',
+              '-c',
+              'trap "echo got TERM; exit 0" TERM; echo started; while :; do sleep 0.1; done',
+            ],
+          },
+          {
+            name: 'stubborn',
+            image,
+            command: ['sh', '-c', 'trap "echo ignoring TERM" TERM; while :; do sleep 0.1; done'],
+          },
+        ],
+      }) as never,
+    });
+    await waitForStatus(agent.client, (x) => x.containerStatuses.every((c) => !!c.state.running));
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    await agent.client.deletePod(2);
+    const s = await waitForStatus(agent.client, terminal, 15_000);
+    const took = Date.now() - t0;
+    assert.ok(took >= 1800 && took < 8000, `stopped after ${took} ms with a 2 s grace period`);
+    const by = Object.fromEntries(s.containerStatuses.map((c) => [c.name, c.state.terminated!]));
+    assert.equal(by.polite!.exitCode, 0);
+    assert.equal(by.stubborn!.exitCode, 137);
+    assert.equal(s.phase, 'Failed');
+    assert.equal(s.deleted, true);
+    assert.equal(s.conditions.find((c) => c.type === 'PodReadyToStartContainers')!.status, 'False');
+    assert.equal(await text(await agent.client.logs('polite')), 'started\ngot TERM\n');
+    assert.match(await text(await agent.client.logs('stubborn')), /ignoring TERM/);
+  });
+});
