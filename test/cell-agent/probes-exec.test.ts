@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { text } from 'node:stream/consumers';
+import WebSocket from 'ws';
 import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
 import { buildImage, pushImage } from '../support/images.ts';
 import { startRegistry, type StartedRegistry } from '../support/registry.ts';
@@ -76,6 +77,30 @@ describe('cell agent: probes, exec, stats and graceful delete', function () {
     assert.deepEqual([ok.stdout, ok.exitCode, ok.status.status], ['hello through stdin', 0, 'Success']);
     const host = await exec('box', ['hostname']);
     assert.equal(host.stdout, 'exec\n');
+
+    // A client that offers only v4 (and sends a resize, which is accepted) gets the same channels.
+    const url = `${agent.baseUrl.replace('https', 'wss')}/v1/pod/containers/box/exec?command=sh&command=-c&command=echo%20v4;exit%205&stdout=1`;
+    const ws = new WebSocket(url, ['v4.channel.k8s.io'], {
+      ca: agent.pki.ca.certPem,
+      cert: agent.pki.client.certPem,
+      key: agent.pki.client.keyPem,
+    });
+    const frames: Buffer[] = [];
+    ws.on('open', () => ws.send(Buffer.concat([Buffer.from([4]), Buffer.from('{"Width":80,"Height":24}')])));
+    ws.on('message', (d: Buffer) => frames.push(d));
+    await new Promise((r) => ws.on('close', r));
+    assert.equal(ws.protocol, 'v4.channel.k8s.io');
+    assert.equal(
+      Buffer.concat(frames.filter((f) => f[0] === 1).map((f) => f.subarray(1))).toString(),
+      'v4\n',
+    );
+    const status = JSON.parse(
+      frames
+        .find((f) => f[0] === 3)!
+        .subarray(1)
+        .toString(),
+    ) as { details: { causes: { message: string }[] } };
+    assert.equal(status.details.causes[0]!.message, '5');
   });
 
   it('drives ready and the Ready conditions from the readiness probe', async () => {
