@@ -336,7 +336,14 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
   ): Promise<void> {
     const saDef = route.def;
     const sa = objects.get(saDef, route.namespace!, route.name!).obj;
-    const { obj } = await readObject(req, route, query, 'TokenRequest', 'authentication.k8s.io/v1');
+    const body = parseBody(await readBody(req), req.headers['content-type']);
+    const { obj } = decodeObject(
+      body,
+      { ...saDef, fields: ['spec', 'status'] },
+      fieldValidationOf(query),
+      'TokenRequest',
+      'authentication.k8s.io/v1',
+    );
     const spec = (isPlainObject(obj.spec) ? obj.spec : {}) as Record<string, unknown>;
     const expiration = spec.expirationSeconds === undefined ? 3600 : Number(spec.expirationSeconds);
     if (!Number.isInteger(expiration) || expiration < 600) {

@@ -3,7 +3,7 @@
  * TokenRequest subresource and resolved back to their service account by TokenReview and by
  * request authentication. The public key is served as JWKS (`/openid/v1/jwks`).
  */
-import { createPublicKey, generateKeyPairSync, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
 
 export const DEFAULT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 
@@ -96,7 +96,7 @@ export class TokenIssuer {
   }
 
   jwks(): object {
-    const jwk = createPublicKey(this.publicKey).export({ format: 'jwk' });
+    const jwk = this.publicKey.export({ format: 'jwk' });
     return {
       keys: [{ use: 'sig', kty: jwk.kty, kid: this.keyId, crv: jwk.crv, alg: 'ES256', x: jwk.x, y: jwk.y }],
     };
