@@ -19,6 +19,12 @@ describe('provider config', () => {
     assert.equal(cfg.kubeletApi.listen, '0.0.0.0:10250');
     assert.equal(cfg.kubeletApi.authentication, 'webhook');
     assert.equal(cfg.usageReporter.intervalSeconds, 60);
+    // A client CA alone is fine: the serving certificate then comes from Kip's CA.
+    const caOnly = validateProviderConfig({
+      cloud: { project: 'kip-lab-project' },
+      kubeletApi: { tls: { clientCAFile: '/etc/kip/client-ca.crt' } },
+    });
+    assert.equal(caOnly.kubeletApi.tls?.certFile, undefined);
   });
 
   const rejects = (doc: unknown, field: string, message: RegExp) =>
@@ -50,6 +56,11 @@ describe('provider config', () => {
       { cloud: { project: 'kip-lab-project' }, etcd: { endpoint: 'x' } },
       'etcd.endpoint',
       /not a known field/,
+    );
+    rejects(
+      { cloud: { project: 'kip-lab-project' }, kubeletApi: { tls: { certFile: '/etc/kip/tls.crt' } } },
+      'kubeletApi.tls.keyFile',
+      /with the other/,
     );
     rejects(
       { cloud: { project: 'kip-lab-project' }, imageCache: { nfsServer: '10.0.0.2' } },

@@ -55,7 +55,7 @@ export interface ProviderConfig {
   };
   kubeletApi: {
     listen: string;
-    tls?: { certFile: string; keyFile: string; clientCAFile?: string };
+    tls?: { certFile?: string; keyFile?: string; clientCAFile?: string };
     authentication: 'webhook' | 'none';
   };
   metrics: { listen: string };
@@ -193,7 +193,6 @@ export const providerConfigSchema = {
         tls: {
           type: 'object',
           additionalProperties: false,
-          required: ['certFile', 'keyFile'],
           properties: {
             certFile: { type: 'string', minLength: 1 },
             keyFile: { type: 'string', minLength: 1 },
@@ -251,6 +250,10 @@ function checkCrossFields(cfg: ProviderConfig, source: string): ProviderConfig {
     if (!z.startsWith(`${cfg.cloud.region}-`))
       bad(`cloud.zones[${i}]`, `"${z}" is not in region ${cfg.cloud.region}`);
   });
+  const tls = cfg.kubeletApi.tls;
+  if (tls && Boolean(tls.certFile) !== Boolean(tls.keyFile)) {
+    bad(tls.certFile ? 'kubeletApi.tls.keyFile' : 'kubeletApi.tls.certFile', 'must be set with the other');
+  }
   if (Boolean(cfg.imageCache.nfsServer) !== Boolean(cfg.imageCache.nfsPath)) {
     bad(
       cfg.imageCache.nfsServer ? 'imageCache.nfsPath' : 'imageCache.nfsServer',

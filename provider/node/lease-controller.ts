@@ -50,13 +50,16 @@ export class LeaseController {
 
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
+      let wait = this.interval;
       try {
         if (this.opts.nodeUid()) await this.renew();
+        // The node is not registered yet: look again soon rather than a whole interval later.
+        else wait = Math.min(this.interval, 250);
       } catch (err) {
         this.opts.log.warn({ err: (err as Error).message, node: this.opts.nodeName }, 'lease renewal failed');
         this.lease = undefined;
       }
-      await sleep(this.clock, this.interval, signal);
+      await sleep(this.clock, wait, signal);
     }
   }
 

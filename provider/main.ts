@@ -1,0 +1,191 @@
+/**
+ * `npm run -s provider -- --config <file>`: the Kip provider. Loads and checks the config,
+ * connects to etcd (cluster id and CA created once), registers the virtual node and keeps its
+ * status and lease, serves the kubelet API and Prometheus metrics, and watches the node's pods.
+ *
+ * Wiring point for the pod path: the pod controller (provider/pods/types.ts contract) takes
+ * `podInformer` and a PodLifecycleHandler & PodNotifier from the cell manager; the cell manager's
+ * agent proxy supplies the kubelet API's ContainerLogs/Exec/Attach/Stats handlers, and the cloud
+ * layer adds a `cloud` health check. Until then those routes answer 501.
+ */
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Command } from 'commander';
+import { CoordinationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { ConfigError } from '../lib/config-file.ts';
+import { createLogger } from '../lib/log.ts';
+import { printReadyLine } from '../lib/ready-line.ts';
+import { onShutdown } from '../lib/shutdown.ts';
+import { kubeletServingCertificate } from './certificates.ts';
+import { loadProviderConfig, type ProviderConfig } from './config.ts';
+import { Informer } from './informer.ts';
+import { KubeletAuth, kubernetesReviewers } from './kubelet-api/auth.ts';
+import { startKubeletApiServer } from './kubelet-api/server.ts';
+import { createProviderMetrics, setCounts } from './metrics.ts';
+import { LeaseController } from './node/lease-controller.ts';
+import { NodeController, type HealthCheck } from './node/node-controller.ts';
+import { desiredNode } from './node/node-object.ts';
+import { CELL_STATES, CellStore } from './state/cells.ts';
+import { ensureCA, ensureClusterId } from './state/identity.ts';
+import { StateStore } from './state/store.ts';
+
+const POD_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] as const;
+
+/** Reads a file named by a config field; the error names the field. */
+function readConfigFile(path: string, field: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`field "${field}": cannot read ${path}: ${(e as Error).message}`, field);
+  }
+}
+
+function loadKubeConfig(cfg: ProviderConfig): KubeConfig {
+  const kc = new KubeConfig();
+  if (cfg.kubeconfig) {
+    readConfigFile(cfg.kubeconfig, 'kubeconfig');
+    kc.loadFromFile(cfg.kubeconfig);
+  } else {
+    kc.loadFromCluster();
+  }
+  return kc;
+}
+
+function splitHostPort(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  return { host: listen.slice(0, i) || '0.0.0.0', port: Number(listen.slice(i + 1)) };
+}
+
+async function main(): Promise<void> {
+  const program = new Command('provider')
+    .description('Kip: a Virtual Kubelet provider running every pod on its own Compute Engine VM')
+    .requiredOption('--config <file>', 'provider YAML config (docs/provider-config.md)')
+    .showHelpAfterError()
+    .parse();
+  const cfg = loadProviderConfig(program.opts<{ config: string }>().config);
+  const log = createLogger('provider');
+  const kc = loadKubeConfig(cfg);
+  const tlsFiles = cfg.kubeletApi.tls;
+  const clientCAPem = tlsFiles?.clientCAFile
+    ? readConfigFile(tlsFiles.clientCAFile, 'kubeletApi.tls.clientCAFile')
+    : undefined;
+  const servingFiles = tlsFiles?.certFile
+    ? {
+        certPem: readConfigFile(tlsFiles.certFile, 'kubeletApi.tls.certFile'),
+        keyPem: readConfigFile(tlsFiles.keyFile!, 'kubeletApi.tls.keyFile'),
+      }
+    : undefined;
+  const metrics = createProviderMetrics();
+
+  const state = await StateStore.open({ endpoints: cfg.etcd.endpoints, prefix: cfg.etcd.prefix, log });
+  const clusterId = await ensureClusterId(state.ns, cfg.clusterId);
+  const ca = await ensureCA(state.ns);
+  const cells = new CellStore(state.ns);
+  log.info({ clusterId }, 'cluster identity ready');
+
+  const stop = new AbortController();
+  const stoppers: (() => Promise<void> | void)[] = [];
+  onShutdown(log, async () => {
+    stop.abort();
+    for (const s of stoppers.reverse()) await s();
+    state.close();
+  });
+
+  const internalIP = cfg.node.internalIP || process.env.POD_IP || '127.0.0.1';
+  const core = kc.makeApiClient(CoreV1Api);
+
+  // The node's pods, as Kubernetes has them: served on /pods, counted by phase, and the pod
+  // controller's input once it is wired.
+  const podInformer = new Informer<V1Pod>({
+    kc,
+    name: 'pods',
+    path: '/api/v1/pods',
+    fieldSelector: `spec.nodeName=${cfg.nodeName}`,
+    list: () => core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${cfg.nodeName}` }),
+    log,
+  });
+  const countPods = () => {
+    const counts: Record<string, number> = {};
+    for (const p of podInformer.list()) {
+      const phase = p.status?.phase ?? 'Pending';
+      counts[phase] = (counts[phase] ?? 0) + 1;
+    }
+    setCounts(metrics.podsByPhase, 'phase', counts, POD_PHASES);
+  };
+  podInformer.onChange(countPods);
+  podInformer.start();
+  stoppers.push(() => podInformer.stop());
+
+  const serving =
+    servingFiles ?? (await kubeletServingCertificate(ca, cfg.nodeName, [internalIP, '127.0.0.1']));
+  const kubeletApi = await startKubeletApiServer({
+    listen: cfg.kubeletApi.listen,
+    tls: { ...serving, clientCAPem },
+    auth:
+      cfg.kubeletApi.authentication === 'webhook'
+        ? new KubeletAuth({ nodeName: cfg.nodeName, ...kubernetesReviewers(kc) })
+        : null,
+    handlers: { pods: { listPods: () => podInformer.list() } },
+    log,
+    requests: metrics.kubeletApiRequests,
+  });
+  stoppers.push(() => kubeletApi.close());
+  if (cfg.kubeletApi.authentication === 'none') log.warn('kubelet API authentication is off (lab only)');
+
+  const health: HealthCheck[] = [{ name: 'etcd', ping: () => state.ping() }];
+  const nodeCtl = new NodeController({
+    core,
+    node: desiredNode(cfg, { internalIP, kubeletPort: kubeletApi.port, clusterId }),
+    health,
+    log,
+  });
+  const leaseCtl = new LeaseController({
+    coordination: kc.makeApiClient(CoordinationV1Api),
+    nodeName: cfg.nodeName,
+    nodeUid: () => nodeCtl.nodeUid(),
+    log,
+  });
+  const loops = Promise.all([nodeCtl.run(stop.signal), leaseCtl.run(stop.signal)]);
+  stoppers.push(async () => {
+    await loops;
+  });
+
+  const metricsServer: Server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('not found\n');
+      return;
+    }
+    void (async () => {
+      try {
+        setCounts(metrics.cellsByState, 'state', await cells.countByState(), CELL_STATES);
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'cannot count cells for metrics');
+      }
+      res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+      res.end(await metrics.registry.metrics());
+    })();
+  });
+  const m = splitHostPort(cfg.metrics.listen);
+  metricsServer.listen(m.port, m.host);
+  await once(metricsServer, 'listening');
+  stoppers.push(() => new Promise<void>((r) => metricsServer.close(() => r())));
+  const metricsPort = (metricsServer.address() as AddressInfo).port;
+
+  await Promise.race([Promise.all([nodeCtl.ready, podInformer.ready]), once(stop.signal, 'abort')]);
+  if (stop.signal.aborted) return;
+  log.info({ node: cfg.nodeName }, 'provider ready');
+  printReadyLine({
+    node: cfg.nodeName,
+    clusterId,
+    kubeletApi: `${kubeletApi.host}:${kubeletApi.port}`,
+    kubeletPort: kubeletApi.port,
+    metrics: `http://${m.host === '0.0.0.0' ? '127.0.0.1' : m.host}:${metricsPort}/metrics`,
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(`provider: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
