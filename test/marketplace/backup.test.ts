@@ -5,16 +5,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DisksClient, ZoneOperationsClient } from '@google-cloud/compute';
 import { PassThroughClient } from 'google-auth-library';
+import { startKubeEmulator, type KubeEmulatorHandle } from '../support/kube.ts';
 import { startNpmScript, type StartedProcess } from '../support/process.ts';
 import {
   BackupError,
   computeClients,
   createBackup,
+  kubeClients,
   listBackups,
+  restoreBackup,
   waitZoneOperation,
   type CreateOptions,
 } from '../../provider/cli/backup.ts';
-import { root } from './render.ts';
+import { renderChart, root } from './render.ts';
 
 const project = 'kip-test-project';
 const zone = 'us-central1-a';
@@ -117,7 +120,7 @@ describe('kip backup against the Compute Engine emulator', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('create snapshots a named disk and prints one JSON line; list shows only Kip snapshots', async () => {
+  it('create snapshots a named disk and prints one JSON line; list (a table) shows only Kip snapshots', async () => {
     const created = await kip([
       'backup',
       'create',
@@ -160,21 +163,7 @@ describe('kip backup against the Compute Engine emulator', function () {
     );
     assert.match(auto.snapshot, /^pvc-etcd-data-1-\d{8}-\d{6}$/);
 
-    const listed = await kip([
-      'backup',
-      'list',
-      '--project',
-      project,
-      '--endpoint',
-      lab.url,
-      '--output',
-      'json',
-    ]);
-    assert.equal(listed.code, 0, listed.stderr);
-    const names = listed.stdout
-      .trim()
-      .split('\n')
-      .map((l) => (JSON.parse(l) as { snapshot: string }).snapshot);
+    const names = (await listBackups({ project }, compute)).map((r) => r.snapshot);
     assert.deepEqual(names.sort(), ['kip-backup-1', auto.snapshot].sort());
 
     const table = await kip([
@@ -196,21 +185,6 @@ describe('kip backup against the Compute Engine emulator', function () {
   it('refuses bad input with one line and a non-zero exit', async () => {
     // Through the command line: the line an operator sees.
     const cli: Array<[string[], RegExp]> = [
-      [
-        [
-          'backup',
-          'create',
-          '--project',
-          project,
-          '--zone',
-          zone,
-          '--disk',
-          'no-such-disk',
-          '--endpoint',
-          lab.url,
-        ],
-        /^kip: snapshotting disk no-such-disk in us-central1-a: .*not found/i,
-      ],
       [['backup', 'list', '--endpoint', lab.url], /^error: required option '--project <id>' not specified/],
       [
         ['backup', 'list', '--project', project, '--endpoint', 'localhost:1'],
@@ -228,6 +202,10 @@ describe('kip backup against the Compute Engine emulator', function () {
     const base = { project, namespace: 'default' };
     const cases: Array<[CreateOptions, RegExp]> = [
       [base, /^give --pvc <claim>/],
+      [
+        { ...base, zone, disk: 'no-such-disk' },
+        /^snapshotting disk no-such-disk in us-central1-a: .*not found/i,
+      ],
       [{ ...base, disk: 'pvc-etcd-data-1' }, /^--disk needs --zone/],
       [
         { ...base, zone, disk: 'pvc-etcd-data-1', snapshot: 'Bad_Name' },
@@ -243,5 +221,187 @@ describe('kip backup against the Compute Engine emulator', function () {
         createBackup(opts, compute),
         (e: Error) => e instanceof BackupError && expected.test(e.message) && !e.message.includes('\n'),
       );
+  });
+});
+
+describe('kip backup of the etcd claim and restore into the StatefulSet claim (Compute and Kubernetes emulators)', function () {
+  this.timeout(120000);
+  const ns = 'kip-system';
+  const claim = 'etcd-data-kip-provider-0';
+  let dir: string;
+  let lab: GceLab;
+  let kube: KubeEmulatorHandle;
+  let snapshot: string;
+
+  const apply = (objs: object[]) =>
+    kube.kubectlOk(['apply', '-f', '-'], { input: objs.map((o) => `---\n${JSON.stringify(o)}\n`).join('') });
+  const getJson = async <T>(args: string[]): Promise<T> =>
+    JSON.parse(await kube.kubectlOk([...args, '-o', 'json'])) as T;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'kip-restore-'));
+    lab = new GceLab(dir);
+    [kube] = await Promise.all([startKubeEmulator(), lab.start()]);
+    // What GKE has after install: the disk the CSI driver made, its PV, the bound claim, the StatefulSet.
+    await lab.createDisk('pvc-0a1b2c');
+    await lab.writeState('pvc-0a1b2c', 'cells: 3, ca: original');
+    const sts = renderChart({ namespace: ns })
+      .filter((o) => o.obj.kind === 'StatefulSet')
+      .map((o) => o.obj);
+    await apply([
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
+      {
+        apiVersion: 'v1',
+        kind: 'PersistentVolume',
+        metadata: { name: 'pvc-0a1b2c' },
+        spec: {
+          capacity: { storage: '10Gi' },
+          accessModes: ['ReadWriteOnce'],
+          storageClassName: 'kip-system-kip-etcd-persistence-storageclass',
+          claimRef: { namespace: ns, name: claim },
+          csi: {
+            driver: 'pd.csi.storage.gke.io',
+            volumeHandle: `projects/${project}/zones/${zone}/disks/pvc-0a1b2c`,
+          },
+        },
+      },
+      {
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name: claim, namespace: ns, labels: { 'app.kubernetes.io/name': 'kip' } },
+        spec: {
+          accessModes: ['ReadWriteOnce'],
+          storageClassName: 'kip-system-kip-etcd-persistence-storageclass',
+          volumeName: 'pvc-0a1b2c',
+          resources: { requests: { storage: '10Gi' } },
+        },
+      },
+      ...sts.map((s) => ({ ...s, metadata: { ...s.metadata, namespace: ns } })),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([lab?.stop(), kube?.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('create resolves the claim to its Persistent Disk and snapshots it', async () => {
+    const r = await kip([
+      'backup',
+      'create',
+      '--project',
+      project,
+      '--namespace',
+      ns,
+      '--pvc',
+      claim,
+      '--endpoint',
+      lab.url,
+      '--kubeconfig',
+      kube.kubeconfigPath,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const rec = JSON.parse(r.stdout) as {
+      snapshot: string;
+      sourceDisk: string;
+      zone: string;
+      status: string;
+    };
+    assert.equal(rec.sourceDisk, 'pvc-0a1b2c');
+    assert.equal(rec.zone, zone);
+    assert.equal(rec.status, 'READY');
+    snapshot = rec.snapshot;
+    // The state moves on after the backup.
+    await lab.writeState('pvc-0a1b2c', 'cells: 5, ca: original');
+
+    const kc = await kubeClients(kube.kubeconfigPath);
+    await assert.rejects(
+      createBackup(
+        { project, namespace: ns, pvc: 'etcd-data-nope-0' },
+        await computeClients(lab.url),
+        async () => kc,
+      ),
+      /PersistentVolumeClaim kip-system\/etcd-data-nope-0 not found/,
+    );
+  });
+
+  it('restore refuses while the StatefulSet runs or the claim exists, and creates nothing then', async () => {
+    const compute = await computeClients(lab.url);
+    const kc = await kubeClients(kube.kubeconfigPath);
+    const opts = { project, zone, snapshot, namespace: ns, release: 'kip' };
+    await assert.rejects(
+      restoreBackup(opts, compute, kc),
+      /StatefulSet kip-system\/kip-provider has 1 replica\(s\); scale it to 0 first/,
+    );
+    // What `kubectl scale --replicas=0` does (the emulator serves no scale subresource).
+    await kube.kubectlOk([
+      'patch',
+      'statefulset',
+      'kip-provider',
+      '--namespace',
+      ns,
+      '--type=merge',
+      '-p',
+      '{"spec":{"replicas":0}}',
+    ]);
+    await assert.rejects(
+      restoreBackup(opts, compute, kc),
+      /PersistentVolumeClaim kip-system\/etcd-data-kip-provider-0 still exists; delete it first/,
+    );
+    const disk = await fetch(`${lab.url}/admin/disks/${zone}/${snapshot.slice(0, 54)}-restored`);
+    assert.equal(disk.status, 404, 'a refused restore leaves no disk behind');
+    await disk.text();
+  });
+
+  it('restore makes a disk from the snapshot and a PV + claim bound for the StatefulSet', async () => {
+    await kube.kubectlOk(['delete', 'pvc', claim, '--namespace', ns]);
+    const r = await kip([
+      'backup',
+      'restore',
+      '--project',
+      project,
+      '--zone',
+      zone,
+      '--snapshot',
+      snapshot,
+      '--namespace',
+      ns,
+      '--release',
+      'kip',
+      '--disk',
+      'kip-restored-1',
+      '--endpoint',
+      lab.url,
+      '--kubeconfig',
+      kube.kubeconfigPath,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), {
+      snapshot,
+      disk: 'kip-restored-1',
+      zone,
+      persistentVolume: 'kip-restored-1',
+      persistentVolumeClaim: claim,
+      sizeGb: 10,
+    });
+    assert.match(r.stderr, /kubectl scale statefulset kip-provider --namespace kip-system --replicas=1/);
+    // The restored disk holds the state as it was at the backup, not the later one.
+    assert.equal(await lab.readState('kip-restored-1'), 'cells: 3, ca: original');
+    assert.equal(await lab.readState('pvc-0a1b2c'), 'cells: 5, ca: original');
+
+    const pv = await getJson<{ spec: Record<string, any> }>(['get', 'pv', 'kip-restored-1']); // eslint-disable-line @typescript-eslint/no-explicit-any
+    assert.equal(pv.spec.csi.volumeHandle, `projects/${project}/zones/${zone}/disks/kip-restored-1`);
+    assert.deepEqual(
+      { namespace: pv.spec.claimRef.namespace, name: pv.spec.claimRef.name },
+      { namespace: ns, name: claim },
+    );
+    assert.equal(
+      pv.spec.storageClassName,
+      'kip-system-kip-etcd-persistence-storageclass',
+      "the StatefulSet template's class",
+    );
+    assert.equal(pv.spec.persistentVolumeReclaimPolicy, 'Retain');
+    const pvc = await getJson<{ spec: Record<string, any> }>(['get', 'pvc', claim, '--namespace', ns]); // eslint-disable-line @typescript-eslint/no-explicit-any
+    assert.equal(pvc.spec.volumeName, 'kip-restored-1');
+    assert.equal(pvc.spec.resources.requests.storage, '10Gi');
   });
 });
