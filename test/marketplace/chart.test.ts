@@ -159,6 +159,23 @@ describe('chart/kip rendered from schema.yaml', function () {
       cfg.metrics.map((m: Obj) => m.name),
       ['cell_seconds', 'vcpu_seconds', 'memory_gib_seconds', 'gpu_seconds'],
     );
+    assert.deepEqual(
+      cfg.metrics.map((m: Obj) => m.type),
+      ['int', 'int', 'int', 'int'],
+    );
+    const doubles = renderChart({
+      values: {
+        usageReporter: { metrics: ['cell_seconds', { name: 'memory_gib_seconds', type: 'double' }] },
+      },
+    });
+    const typed = parseAgentConfig(configOf(doubles, 'kip-usage-reporter-config'), 'usage reporter config', {
+      AGENT_ENCODED_KEY: key,
+      AGENT_CONSUMER_ID: 'project:kip-buyer',
+    }) as Obj;
+    assert.deepEqual(
+      typed.metrics.map((m: Obj) => `${m.name}:${m.type}`),
+      ['cell_seconds:int', 'memory_gib_seconds:double'],
+    );
     assert.equal(
       JSON.stringify(cfg).includes('project:kip-buyer'),
       true,
