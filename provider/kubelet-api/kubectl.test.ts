@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { connect } from 'node:tls';
+import { promisify } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { createLogger } from '../../lib/log.ts';
 import { createCA } from '../../lib/tls.ts';
@@ -12,6 +17,41 @@ import { startKubeletApiServer, type KubeletApiServer } from './server.ts';
 import { testHandlers } from './testing.ts';
 
 const log = createLogger('kubectl-logs-test', 'silent');
+
+/**
+ * Stands in for the API server's pods/exec subresource: everything is proxied to the emulator,
+ * except exec/attach upgrades, which go to the kubelet API the way an API server sends them
+ * (`/exec/{ns}/{pod}/{container}` with the client's stream flags).
+ */
+async function execFront(apiUrl: string, kubeletPort: number): Promise<{ url: string; server: Server }> {
+  const server = createServer((req, res) => {
+    const up = request(`${apiUrl}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const url = new URL(req.url!, 'http://x');
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/(exec|attach)$/.exec(url.pathname);
+    if (!m) return socket.destroy();
+    const container = url.searchParams.get('container') ?? 'nginx';
+    url.searchParams.delete('container');
+    const path = `/${m[3]}/${m[1]}/${m[2]}/${container}?${url.searchParams}`;
+    const kubelet = connect({ host: '127.0.0.1', port: kubeletPort, rejectUnauthorized: false }, () => {
+      const headers = Object.entries(req.headers)
+        .filter(([k]) => k.startsWith('sec-websocket') || k === 'upgrade' || k === 'connection')
+        .map(([k, v]) => `${k}: ${String(v)}`);
+      kubelet.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.join('\r\n')}\r\n\r\n`);
+      kubelet.write(head);
+      kubelet.pipe(socket).pipe(kubelet);
+    });
+    kubelet.on('error', () => socket.destroy());
+    socket.on('error', () => kubelet.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
 
 describe('kubectl logs through the API server to the kubelet API', function () {
   this.timeout(60_000);
@@ -92,6 +132,48 @@ describe('kubectl logs through the API server to the kubelet API', function () {
     assert.ok(out.startsWith('line 3\nline 4\nline 5\n'), out);
     assert.equal(t.seen.logs.at(-1)!.opts.follow, true);
     await t.followEnded;
+  });
+
+  it('runs kubectl exec over the WebSocket channel protocol, stdin and exit code included', async () => {
+    const front = await execFront(kube.emulator.url, server.port);
+    const kubeconfig = `${kube.kubeconfigPath}.exec`;
+    writeFileSync(
+      kubeconfig,
+      (await kube.kubectl('config', 'view', '--raw')).replace(kube.emulator.url, front.url),
+    );
+    const kubectl = (args: string[], input?: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = execFile(
+          'kubectl',
+          ['--kubeconfig', kubeconfig, ...args],
+          { timeout: 20_000 },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+        if (input !== undefined) child.stdin!.end(input);
+      });
+    try {
+      t.seen.exec.length = 0;
+      const ok = await kubectl(['exec', 'web', '--', 'echo', '0']);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(ok.stdout, 'ran echo 0 tty=false\n');
+      assert.equal(ok.stderr, 'to stderr\n');
+      assert.deepEqual(t.seen.exec[0], {
+        target: { namespace: 'default', pod: 'web', container: 'nginx' },
+        command: ['echo', '0'],
+      });
+
+      const failed = await kubectl(['exec', 'web', '--', 'false', '7']);
+      assert.equal(failed.code, 7, 'kubectl exits with the command’s exit code');
+      assert.match(failed.stderr, /command terminated with exit code 7/);
+
+      const piped = await kubectl(['exec', '-i', 'web', '--', 'cat'], 'through stdin');
+      assert.equal(piped.code, 0, piped.stderr);
+      assert.equal(piped.stdout, 'THROUGH STDIN');
+    } finally {
+      front.server.closeAllConnections();
+      front.server.close();
+    }
   });
 
   it('shows the handler’s error for a pod it does not know', async () => {
