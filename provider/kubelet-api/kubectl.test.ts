@@ -4,7 +4,6 @@ import { writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { connect } from 'node:tls';
-import { promisify } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { createLogger } from '../../lib/log.ts';
 import { createCA } from '../../lib/tls.ts';
