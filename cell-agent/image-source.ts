@@ -14,6 +14,8 @@ export interface PulledImage {
   /** Read-only unpacked filesystem shared by containers; each container mounts an overlay on it. */
   rootfs: string;
   sizeBytes: number;
+  /** Where the image came from: already in the store, the read-only cache, or a registry. */
+  source?: 'store' | 'cache' | 'registry';
 }
 
 export interface PullOptions {

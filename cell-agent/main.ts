@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { ConfigError } from '../lib/config-file.ts';
 import { createLogger } from '../lib/log.ts';
 import { createMetricsRegistry } from '../lib/metrics.ts';
@@ -42,7 +42,23 @@ async function main(): Promise<void> {
     log,
   });
   const podIP = cfg.podIP ?? detectPodIP();
+  const metrics = createMetricsRegistry('kip_cell_agent');
+  const pullSeconds = new Histogram({
+    name: 'kip_cell_agent_image_pull_seconds',
+    help: 'Time to pull and unpack an image from a registry',
+    buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120],
+    registers: [metrics],
+  });
+  const pullBytes = new Counter({
+    name: 'kip_cell_agent_image_pull_bytes_total',
+    help: 'Compressed bytes of images pulled from registries',
+    registers: [metrics],
+  });
   const cell = new Cell({
+    onImagePulled: (ms, image) => {
+      pullSeconds.observe(ms / 1000);
+      pullBytes.inc(image.sizeBytes);
+    },
     runc,
     images,
     log,
@@ -54,7 +70,6 @@ async function main(): Promise<void> {
     maxLogFileBytes: cfg.logs.maxFileBytes,
   });
   const stats = new StatsCollector();
-  const metrics = createMetricsRegistry('kip_cell_agent');
   new Gauge({
     name: 'kip_cell_agent_containers_running',
     help: 'Containers of the pod currently running',

@@ -27,6 +27,8 @@ export interface PodRunnerDeps {
   restartBackoff: BackoffPolicy;
   imagePullBackoff: BackoffPolicy;
   maxLogFileBytes: number;
+  /** Called after each pull that went to a registry, for metrics. */
+  onImagePulled?: (ms: number, image: PulledImage) => void;
 }
 
 function nowIso(): string {
@@ -229,7 +231,11 @@ export class PodRunner {
       const dockerConfigs = (this.request.imagePullSecrets ?? []).map((s) =>
         typeof s === 'string' ? s : JSON.stringify(s),
       );
+      const t0 = Date.now();
       p = this.deps.images.pull(ref, { dockerConfigs, signal: this.abort.signal, pullPolicy });
+      p.then((img) => img.source === 'registry' && this.deps.onImagePulled?.(Date.now() - t0, img)).catch(
+        () => undefined,
+      );
       this.pulls.set(key, p);
       // A failed pull is retried by whoever asks next.
       p.catch(() => this.pulls.get(key) === p && this.pulls.delete(key));

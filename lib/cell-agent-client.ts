@@ -131,6 +131,14 @@ export class CellAgentClient {
     return this.call('DELETE', `/v1/pod${q}`);
   }
 
+  /** The agent's Prometheus metrics, in the text exposition format. */
+  async metricsText(): Promise<string> {
+    const res = await request(new URL('/metrics', this.base), { method: 'GET', dispatcher: this.agent });
+    const text = await res.body.text();
+    if (res.statusCode >= 400) throw errorFrom(res.statusCode, text);
+    return text;
+  }
+
   stats(): Promise<PodStats> {
     return this.call('GET', '/v1/stats/summary');
   }
