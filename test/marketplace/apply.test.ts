@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { startKubeEmulator, type KubeEmulatorHandle } from '../support/kube.ts';
 import { publishedVersion, renderChart, root, type Rendered } from './render.ts';
 
@@ -17,7 +18,12 @@ function make(
   return new Promise((resolve) => {
     const p = spawn('make', ['-s', ...args], {
       cwd: root,
-      env: { ...process.env, KUBECONFIG: kube.kubeconfigPath },
+      // A private HOME keeps kubectl's discovery cache out of the user's.
+      env: {
+        ...process.env,
+        KUBECONFIG: kube.kubeconfigPath,
+        HOME: join(dirname(kube.kubeconfigPath), 'home'),
+      },
     });
     let stdout = '';
     let stderr = '';

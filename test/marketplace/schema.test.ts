@@ -46,6 +46,12 @@ describe('schema.yaml against the Marketplace deployer rules', () => {
     assert.equal(images.length, 4);
     for (const image of images)
       assert.match(image, new RegExp(`^${imagePrefix}(/[a-z-]+)?:${version.replace(/\./g, '\\.')}$`));
+    // Every image the schema declares reaches the install (none is declared and then ignored).
+    const text = JSON.stringify(objs.map((o) => o.obj));
+    for (const name of Object.keys(schema()['x-google-marketplace'].images as Obj)) {
+      const ref = `${imagePrefix}${name ? `/${name}` : ''}:${version}`;
+      assert.ok(text.includes(ref), `${ref} is used by the chart`);
+    }
   });
 
   it('gives no wildcard to any service account, and only Kip-named verbs', () => {
