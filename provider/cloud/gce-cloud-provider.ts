@@ -115,6 +115,7 @@ export class GceCloudProvider implements CloudProvider {
   private catalogCache: { at: number; catalog: MachineCatalog } | undefined;
   private catalogLoading: Promise<MachineCatalog> | undefined;
   private imageDiskGb: { at: number; gb: number } | undefined;
+  private imageLoading: Promise<number> | undefined;
   /** The last listing by VM name, so a create after a restart finds a VM made before the crash. */
   private known = new Map<string, CellInstance>();
 
@@ -222,8 +223,15 @@ export class GceCloudProvider implements CloudProvider {
   }
 
   /** The cell image's own disk size, so a pod's smaller volume-size never makes an invalid disk. */
-  private async imageMinDiskGb(): Promise<number> {
-    if (this.imageDiskGb && Date.now() - this.imageDiskGb.at < 3_600_000) return this.imageDiskGb.gb;
+  private imageMinDiskGb(): Promise<number> {
+    if (this.imageDiskGb && Date.now() - this.imageDiskGb.at < 3_600_000)
+      return Promise.resolve(this.imageDiskGb.gb);
+    // Concurrent creates share one lookup.
+    this.imageLoading ??= this.loadImageDiskGb().finally(() => (this.imageLoading = undefined));
+    return this.imageLoading;
+  }
+
+  private async loadImageDiskGb(): Promise<number> {
     const img = this.o.image ?? { project: 'kip-cells', family: 'kip-cell' };
     try {
       const [image] = await this.api.call('read', 'images.getFromFamily', () =>
