@@ -328,6 +328,13 @@ export async function restoreBackup(
     if (!isNotFound(e))
       throw new BackupError(`reading PersistentVolumeClaim ${o.namespace}/${claimName}: ${describe(e)}`);
   }
+  try {
+    await kube.core.readPersistentVolume({ name: diskName });
+    throw new BackupError(`PersistentVolume ${diskName} already exists; pick another --disk name`);
+  } catch (e) {
+    if (e instanceof BackupError) throw e;
+    if (!isNotFound(e)) throw new BackupError(`reading PersistentVolume ${diskName}: ${describe(e)}`);
+  }
 
   const result = await call(`creating disk ${diskName} from snapshot ${o.snapshot}`, () =>
     compute.disks.insert({

@@ -347,6 +347,18 @@ describe('kip backup of the etcd claim and restore into the StatefulSet claim (C
       restoreBackup(opts, compute, kc),
       /PersistentVolumeClaim kip-system\/etcd-data-kip-provider-0 still exists; delete it first/,
     );
+    await assert.rejects(
+      restoreBackup({ ...opts, disk: 'pvc-0a1b2c' }, compute, kc),
+      /PersistentVolumeClaim kip-system\/etcd-data-kip-provider-0 still exists/,
+    );
+    await assert.rejects(
+      restoreBackup({ ...opts, pvc: 'etcd-data-other-0', disk: 'pvc-0a1b2c' }, compute, kc),
+      /PersistentVolume pvc-0a1b2c already exists; pick another --disk name/,
+    );
+    await assert.rejects(
+      restoreBackup({ ...opts, snapshot: 'no-such-snapshot' }, compute, kc),
+      /reading snapshot no-such-snapshot: .*not found/i,
+    );
     const disk = await fetch(`${lab.url}/admin/disks/${zone}/${snapshot.slice(0, 54)}-restored`);
     assert.equal(disk.status, 404, 'a refused restore leaves no disk behind');
     await disk.text();
