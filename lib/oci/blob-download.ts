@@ -1,9 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createWriteStream } from 'node:fs';
 import { ImagePullError } from './errors.ts';
 import type { Descriptor } from './manifest.ts';
 import type { ImageReference } from './reference.ts';
@@ -39,6 +38,7 @@ export async function downloadBlob(
   ctx: RequestContext,
   onBytes?: (n: number) => void,
   what = `blob ${desc.digest}`,
+  growing?: GrowingFile,
 ): Promise<void> {
   const tmp = path.join(tmpDir, `blob-${desc.digest.slice(7, 19)}-${randomBytes(4).toString('hex')}`);
   const hash = createHash('sha256');
@@ -66,8 +66,28 @@ export async function downloadBlob(
   });
   try {
     const { body } = await client.openBlob(ref, desc.digest, ctx);
-    const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
-    await pipeline(body, meter, out, { signal: ctx.signal });
+    const fh = await fs.open(tmp, 'wx', 0o644);
+    growing?.opened(tmp);
+    let offset = 0;
+    const out = new Writable({
+      highWaterMark: 1024 * 1024,
+      write(chunk: Buffer, _enc, cb) {
+        fh.write(chunk, 0, chunk.length, offset).then(
+          ({ bytesWritten }) => {
+            offset += bytesWritten;
+            growing?.advance(offset);
+            cb();
+          },
+          (err: Error) => cb(err),
+        );
+      },
+    });
+    try {
+      await pipeline(body, meter, out, { signal: ctx.signal });
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     const got = `sha256:${hash.digest('hex')}`;
     if (got !== desc.digest || received !== desc.size) {
       throw digestMismatch(
@@ -79,28 +99,133 @@ export async function downloadBlob(
         received !== desc.size ? ` (${received} bytes, ${desc.size} named)` : '',
       );
     }
-    const fh = await fs.open(tmp, 'r');
+    await fs.rename(tmp, dest);
+    growing?.finish(dest);
+  } catch (err) {
+    const final = wrapDownloadError(err, ctx, ref, what, tmpDir);
+    growing?.fail(final);
+    await fs.rm(tmp, { force: true });
+    throw final;
+  }
+}
+
+function wrapDownloadError(
+  err: unknown,
+  ctx: RequestContext,
+  ref: ImageReference,
+  what: string,
+  tmpDir: string,
+): unknown {
+  if (err instanceof ImagePullError || ctx.signal?.aborted) return err;
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'ENOSPC') {
+    return new ImagePullError(
+      'Unavailable',
+      `Failed to pull image "${ctx.image}": no space left on the device holding ${tmpDir} while downloading the ${what}; free disk space or give the cell a larger disk`,
+      { cause: err },
+    );
+  }
+  return new ImagePullError(
+    'Unavailable',
+    `Failed to pull image "${ctx.image}": downloading the ${what} from registry ${ref.registry} failed (${e.code ? `${e.code}: ` : ''}${e.message}); retry`,
+    { cause: err },
+  );
+}
+
+/**
+ * A blob being downloaded, readable while it grows: a layer can be unpacked as its bytes arrive
+ * instead of after the whole blob is in. Readers see only bytes already written, and fail with
+ * the download's error if it fails (the digest is checked at the end, so a reader's result must
+ * be thrown away unless the download succeeds).
+ */
+export class GrowingFile {
+  private path?: string;
+  private written = 0;
+  private state: 'pending' | 'open' | 'done' | 'failed' = 'pending';
+  private error?: unknown;
+  private readonly listeners = new Set<() => void>();
+
+  opened(p: string): void {
+    this.path = p;
+    this.state = 'open';
+    this.notify();
+  }
+
+  advance(written: number): void {
+    this.written = written;
+    this.notify();
+  }
+
+  finish(finalPath: string): void {
+    this.path = finalPath;
+    this.state = 'done';
+    this.notify();
+  }
+
+  fail(err: unknown): void {
+    if (this.state === 'done') return;
+    this.error = err;
+    this.state = 'failed';
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const l of [...this.listeners]) l();
+  }
+
+  private changed(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = () => {
+        this.listeners.delete(done);
+        signal?.removeEventListener('abort', aborted);
+        resolve();
+      };
+      const aborted = () => {
+        this.listeners.delete(done);
+        reject(signal!.reason);
+      };
+      if (signal?.aborted) return reject(signal.reason);
+      this.listeners.add(done);
+      signal?.addEventListener('abort', aborted, { once: true });
+    });
+  }
+
+  private async open(): Promise<fs.FileHandle> {
     try {
-      await fh.sync();
+      return await fs.open(this.path!, 'r');
+    } catch (err) {
+      // Renamed into place between the look and the open.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && this.state === 'done')
+        return fs.open(this.path!, 'r');
+      if ((this.state as string) === 'failed') throw this.error;
+      throw err;
+    }
+  }
+
+  /** The blob's bytes from the start, as they are written; ends when the download is complete. */
+  async *follow(signal?: AbortSignal): AsyncGenerator<Buffer> {
+    while (this.state === 'pending') await this.changed(signal);
+    if (this.state === 'failed') throw this.error;
+    const fh = await this.open();
+    let pos = 0;
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        if (pos < this.written) {
+          const n = Math.min(this.written - pos, 1024 * 1024);
+          const buf = Buffer.allocUnsafe(n);
+          const { bytesRead } = await fh.read(buf, 0, n, pos);
+          pos += bytesRead;
+          yield buf.subarray(0, bytesRead);
+          continue;
+        }
+        const state = this.state as string;
+        if (state === 'failed') throw this.error;
+        if (state === 'done') return;
+        await this.changed(signal);
+      }
     } finally {
       await fh.close();
     }
-    await fs.rename(tmp, dest);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    if (err instanceof ImagePullError || ctx.signal?.aborted) throw err;
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOSPC') {
-      throw new ImagePullError(
-        'Unavailable',
-        `Failed to pull image "${ctx.image}": no space left on the device holding ${tmpDir} while downloading the ${what}; free disk space or give the cell a larger disk`,
-        { cause: err },
-      );
-    }
-    throw new ImagePullError(
-      'Unavailable',
-      `Failed to pull image "${ctx.image}": downloading the ${what} from registry ${ref.registry} failed (${e.code ? `${e.code}: ` : ''}${e.message}); retry`,
-      { cause: err },
-    );
   }
 }

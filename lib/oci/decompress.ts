@@ -8,6 +8,13 @@ export type Compression = 'gzip' | 'zstd' | 'none';
 const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
+/** How a stream starting with `head` is compressed (gzip, zstd, or none). */
+export function compressionOf(head: Buffer): Compression {
+  if (GZIP_MAGIC.every((b, i) => head[i] === b)) return 'gzip';
+  if (ZSTD_MAGIC.every((b, i) => head[i] === b)) return 'zstd';
+  return 'none';
+}
+
 /**
  * How the file at `path` is compressed, from its first bytes. Layers are sniffed rather than
  * trusted by media type because some tools label uncompressed tars as gzip.
@@ -17,13 +24,45 @@ export async function sniffCompression(path: string): Promise<Compression> {
   try {
     const buf = Buffer.alloc(4);
     const { bytesRead } = await fh.read(buf, 0, 4, 0);
-    const head = [...buf.subarray(0, bytesRead)];
-    if (GZIP_MAGIC.every((b, i) => head[i] === b)) return 'gzip';
-    if (ZSTD_MAGIC.every((b, i) => head[i] === b)) return 'zstd';
-    return 'none';
+    return compressionOf(buf.subarray(0, bytesRead));
   } finally {
     await fh.close();
   }
+}
+
+/** Reads the first `n` bytes of `source` (fewer if it ends) and returns them with the whole stream, replayed. */
+export async function peek(
+  source: AsyncIterable<Buffer>,
+  n: number,
+): Promise<{ head: Buffer; stream: AsyncIterable<Buffer> }> {
+  const it = source[Symbol.asyncIterator]();
+  const seen: Buffer[] = [];
+  let size = 0;
+  let ended = false;
+  while (size < n) {
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    seen.push(r.value);
+    size += r.value.length;
+  }
+  async function* replay(): AsyncGenerator<Buffer> {
+    let finished = ended;
+    try {
+      yield* seen;
+      while (!finished) {
+        const r = await it.next();
+        if (r.done) finished = true;
+        else yield r.value;
+      }
+    } finally {
+      // Stopped early: let the source close its file.
+      if (!finished) await it.return?.();
+    }
+  }
+  return { head: Buffer.concat(seen).subarray(0, n), stream: replay() };
 }
 
 /** Zstandard in pure JavaScript, for Node versions whose zlib lacks it. */

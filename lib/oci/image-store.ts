@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
+import { EventEmitter, once } from 'node:events';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Logger } from '../log.ts';
-import { digestMismatch, downloadBlob } from './blob-download.ts';
+import { digestMismatch, downloadBlob, GrowingFile } from './blob-download.ts';
 import { findCredentials, type RegistryCredential } from './credentials.ts';
 import { ImagePullError, isAbort } from './errors.ts';
 import { applyLayer, LayerFormatError } from './layer-unpack.ts';
@@ -120,6 +121,9 @@ export class ImageStore {
   private readonly rootfses = new SharedTasks<string>();
   private readonly downloads: number;
   private ready?: Promise<void>;
+  // Blob downloads in progress, readable while they grow, and a signal when one starts.
+  private readonly growing = new Map<string, GrowingFile>();
+  private readonly started = new EventEmitter().setMaxListeners(0);
   /** Blobs this store downloaded from registries since it was created (for tests and metrics). */
   downloadCount = 0;
 
@@ -406,16 +410,24 @@ export class ImageStore {
           if (again) return again.path;
           const dest = blobPath(this.root, desc.digest);
           let bytes = 0;
-          await downloadBlob(
-            this.client,
-            ref,
-            desc,
-            dest,
-            path.join(this.root, 'tmp'),
-            { ...ctx, signal },
-            (n) => progress((bytes += n)),
-            `${what} ${desc.digest}`,
-          );
+          const growing = new GrowingFile();
+          this.growing.set(desc.digest, growing);
+          this.started.emit(desc.digest);
+          try {
+            await downloadBlob(
+              this.client,
+              ref,
+              desc,
+              dest,
+              path.join(this.root, 'tmp'),
+              { ...ctx, signal },
+              (n) => progress((bytes += n)),
+              `${what} ${desc.digest}`,
+              growing,
+            );
+          } finally {
+            this.growing.delete(desc.digest);
+          }
           this.downloadCount++;
           return dest;
         },
@@ -431,6 +443,33 @@ export class ImageStore {
         if (seen < desc.size) onBytes(desc.size - seen);
         return p;
       });
+  }
+
+  /**
+   * What to unpack layer `digest` from: its bytes as they arrive when its download is running (or
+   * starts first), else the finished blob's path.
+   */
+  private async layerSource(
+    digest: string,
+    done: Promise<string>,
+    signal: AbortSignal,
+  ): Promise<string | AsyncIterable<Buffer>> {
+    const running = this.growing.get(digest);
+    if (running) return running.follow(signal);
+    const stopWaiting = new AbortController();
+    try {
+      const first = await Promise.race([
+        done.then((p) => ({ path: p })),
+        once(this.started, digest, { signal: stopWaiting.signal }).then(
+          () => ({ growing: this.growing.get(digest) }),
+          () => ({ growing: undefined }),
+        ),
+      ]);
+      if ('path' in first) return first.path;
+      return first.growing ? first.growing.follow(signal) : await done;
+    } finally {
+      stopWaiting.abort();
+    }
   }
 
   /** rootfs/<chainID>: from the store, else from the cache (used in place), else built from the layers. */
@@ -467,9 +506,13 @@ export class ImageStore {
           for (const p of paths) p.catch(() => undefined);
           for (let i = 0; i < layers.length; i++) {
             const layer = layers[i]!;
-            const blob = await paths[i]!;
-            const applied = await applyLayer(work, blob, { log: this.log, signal: stop.signal }).catch(
-              (err: unknown) => {
+            // Unpacked while it downloads when it is still on its way; verified once complete.
+            const source = await this.layerSource(layer.digest, paths[i]!, stop.signal);
+            const applied = await applyLayer(work, source, { log: this.log, signal: stop.signal }).catch(
+              async (err: unknown) => {
+                // A failed download is the error to report, not what it did to the reader.
+                if (typeof source !== 'string') await paths[i];
+                if (err instanceof ImagePullError) throw err;
                 if (err instanceof LayerFormatError) {
                   throw new ImagePullError(
                     'UnsupportedMediaType',
@@ -486,6 +529,7 @@ export class ImageStore {
                 throw err;
               },
             );
+            const blob = await paths[i]!;
             if (applied.digest !== layer.digest) {
               // A held blob rotted after it was verified: drop it so the next pull fetches it again.
               if (blob.startsWith(this.root)) await fs.rm(blob, { force: true });

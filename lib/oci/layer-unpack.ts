@@ -3,12 +3,12 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as tar from 'tar-stream';
 import type { Logger } from '../log.ts';
-import { decompressor, sniffCompression } from './decompress.ts';
+import { compressionOf, decompressor, peek } from './decompress.ts';
 
 const execFileP = promisify(execFile);
 
@@ -262,7 +262,8 @@ class RootfsWriter {
 }
 
 /**
- * Applies the layer blob at `blobPath` (gzip, zstd or plain tar, sniffed) onto `root`, honouring
+ * Applies a layer blob (a file path, or its bytes as they arrive; gzip, zstd or plain tar, sniffed)
+ * onto `root`, honouring
  * whiteouts (`.wh.<name>` removes `<name>` of lower layers) and opaque directories
  * (`.wh..wh..opq` hides everything lower layers put in that directory). Returns the digests of
  * the compressed and uncompressed streams, for the caller to check against the manifest and
@@ -272,10 +273,12 @@ class RootfsWriter {
  */
 export async function applyLayer(
   root: string,
-  blobPath: string,
+  blob: string | AsyncIterable<Buffer>,
   opts: { log?: Logger; signal?: AbortSignal } = {},
 ): Promise<AppliedLayer> {
-  const compression = await sniffCompression(blobPath);
+  const source = typeof blob === 'string' ? createReadStream(blob, { highWaterMark: 1024 * 1024 }) : blob;
+  const { head, stream } = await peek(source, 4);
+  const compression = compressionOf(head);
   const compressedTap = new HashTap();
   const tarTap = new HashTap();
   const extract = tar.extract();
@@ -286,7 +289,7 @@ export async function applyLayer(
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   // tar-stream is a streamx stream: fed by hand, with backpressure, rather than through node's pipeline.
   const feeding = pipeline(
-    createReadStream(blobPath, { highWaterMark: 1024 * 1024 }),
+    Readable.from(stream, { objectMode: false }),
     compressedTap,
     decompressor(compression),
     tarTap,
