@@ -8,7 +8,14 @@ import { startKubeEmulator, type KubeEmulatorHandle } from '../../test/support/k
 
 type Obj = k8s.KubernetesObject & Record<string, unknown>;
 
-async function apiError(p: Promise<unknown>): Promise<{ code: number; status: Record<string, any> }> {
+interface StatusBody {
+  kind: string;
+  reason: string;
+  message: string;
+  details?: { causes?: { field?: string }[] };
+}
+
+async function apiError(p: Promise<unknown>): Promise<{ code: number; status: StatusBody }> {
   try {
     await p;
   } catch (e) {
@@ -16,7 +23,7 @@ async function apiError(p: Promise<unknown>): Promise<{ code: number; status: Re
       const body = e.body as unknown;
       return {
         code: e.code,
-        status: typeof body === 'string' ? JSON.parse(body) : (body as Record<string, any>),
+        status: (typeof body === 'string' ? JSON.parse(body) : body) as StatusBody,
       };
     }
     throw e;

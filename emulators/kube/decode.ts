@@ -4,7 +4,7 @@
  * reported (fieldValidation=Strict) as 400 BadRequest with the decoder's wording.
  */
 import { parse as parseYaml } from 'yaml';
-import { badRequest, unsupportedMediaType } from './api-errors.ts';
+import { ApiError, badRequest } from './api-errors.ts';
 import { isPlainObject, type KObject } from './object.ts';
 import { groupVersion, type ResourceDef } from './resources.ts';
 
@@ -33,7 +33,15 @@ export function parseBody(raw: Buffer, contentType: string | undefined): unknown
   const ct = (contentType ?? 'application/json').split(';')[0]!.trim().toLowerCase();
   const text = raw.toString('utf8');
   if (text.trim() === '') throw badRequest('the body of the request was empty');
-  if (ct.includes('protobuf')) throw unsupportedMediaType(ct);
+  if (ct.includes('protobuf')) {
+    // kubectl's typed-client commands (create configmap, certificate approve, create token) send
+    // protobuf; the emulator only decodes JSON and YAML.
+    throw new ApiError(
+      415,
+      'UnsupportedMediaType',
+      `the emulator does not decode ${ct} request bodies; send JSON or YAML (kubectl create -f / apply -f)`,
+    );
+  }
   if (ct.includes('yaml')) {
     try {
       return parseYaml(text);

@@ -193,7 +193,10 @@ export class ObjectService {
     return { obj: this.store.put(storageKey(def), next, 'MODIFIED', cur.obj).obj, created: false };
   }
 
-  /** Applies a patch to the stored object, then stores it as `update` would. */
+  /**
+   * Applies a patch to the stored object, then stores it as `update` would. `decode` checks the
+   * patched object like a request body (unknown fields under fieldValidation=Strict).
+   */
   patch(
     def: ResourceDef,
     namespace: string,
@@ -202,6 +205,7 @@ export class ObjectService {
     body: unknown,
     sub = '',
     dryRun = false,
+    decode: (obj: KObject) => KObject = (o) => o,
   ): { obj: KObject; created: boolean } {
     if (type === 'strategic' && def.custom) {
       throw new ApiError(
@@ -223,7 +227,7 @@ export class ObjectService {
         obj.metadata.name = name;
         obj.apiVersion ??= groupVersion(def);
         obj.kind ??= def.kind;
-        return { obj: this.create(def, namespace, obj, dryRun), created: true };
+        return { obj: this.create(def, namespace, decode(obj), dryRun), created: true };
       }
       throw notFound(def.plural, def.group, name);
     }
@@ -253,7 +257,7 @@ export class ObjectService {
         `the patch may not change apiVersion or kind (${String(obj.apiVersion)}/${String(obj.kind)})`,
       );
     }
-    return this.update(def, namespace, name, obj, sub, dryRun);
+    return this.update(def, namespace, name, decode(obj), sub, dryRun);
   }
 
   /** DELETE: immediate, graceful (bound pods) or pending finalizers, as the real server decides. */

@@ -585,12 +585,20 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
           const type = patchTypeOf(req.headers['content-type']);
           const raw = await readBody(req);
           const body = parseBody(raw, type === 'apply' ? 'application/yaml' : 'application/json');
-          if (type === 'apply' && s === '' && isPlainObject(body)) {
-            // An applied configuration is a whole object: it must name the right kind.
-            decodeObject(clone(body), def, fieldValidationOf(query));
-          }
-          const result = objects.patch(def, namespace, name, type, body, s, dryRun);
-          sendJson(res, result.created ? 201 : 200, serveJson(def, result.obj, JSON.stringify(result.obj)));
+          const validation = fieldValidationOf(query);
+          const warnings: string[] = [];
+          const decode = (o: KObject) => {
+            const d = decodeObject(o, def, validation, def.kind, String(o.apiVersion ?? groupVersion(def)));
+            warnings.push(...d.warnings);
+            return d.obj;
+          };
+          const result = objects.patch(def, namespace, name, type, body, s, dryRun, decode);
+          sendJson(
+            res,
+            result.created ? 201 : 200,
+            serveJson(def, result.obj, JSON.stringify(result.obj)),
+            warnings,
+          );
           return 'patch';
         }
         case 'DELETE': {
