@@ -64,7 +64,9 @@ app_need_project = $(if $(PROJECT)$(filter-out gcr.io/,$(REGISTRY)),,$(error $@:
 $(CHART_RENDER): tools/chart-render/main.go tools/chart-render/chart.go tools/chart-render/schema.go
 	@command -v go >/dev/null || { echo "chart-render: go is not installed (make deps installs golang-go)" >&2; exit 1; }
 	@mkdir -p $(dir $@)
-	@cd tools/chart-render && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$${GOCACHE:-$(CURDIR)/.tmp/go-cache}" go build -o $(CURDIR)/$@ .
+	@# Built aside and renamed, so a test running the binary never sees it half written.
+	@cd tools/chart-render && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$${GOCACHE:-$(CURDIR)/.tmp/go-cache}" \
+	  go build -o $(CURDIR)/$@.$$$$ . && mv -f $(CURDIR)/$@.$$$$ $(CURDIR)/$@
 
 app/render: $(CHART_RENDER) ## render the chart with schema.yaml's defaults (VALUES=<file> overrides) to stdout
 	@$(CHART_RENDER) --chart chart/kip --schema schema.yaml --name '$(APP_NAME)' --namespace '$(APP_NAMESPACE)' \

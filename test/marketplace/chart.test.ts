@@ -16,6 +16,7 @@ import {
   root,
   runRender,
   type Rendered,
+  renderer,
 } from './render.ts';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -38,6 +39,11 @@ function configOf(objs: Rendered[], name: string): string {
 
 describe('chart/kip rendered from schema.yaml', function () {
   this.timeout(60000);
+  // The first render builds tools/chart-render (Go), which takes a while on a busy machine.
+  before(function () {
+    this.timeout(180000);
+    renderer();
+  });
 
   it('renders the default install: Application, StatefulSet, Service, two ConfigMaps, no RBAC', async () => {
     const objs = renderChart();

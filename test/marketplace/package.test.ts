@@ -2,13 +2,19 @@ import assert from 'node:assert/strict';
 import { accessSync, constants, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { find, renderChart, root } from './render.ts';
+import { find, renderChart, root, renderer } from './render.ts';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const read = (p: string) => readFileSync(join(root, p), 'utf8');
 
 describe('deployer image and apptest files', () => {
+  // The first render builds tools/chart-render (Go), which takes a while on a busy machine.
+  before(function () {
+    this.timeout(180000);
+    renderer();
+  });
+
   it('builds FROM deployer_helm at the pinned tools tag, with the layout the deployer reads', () => {
     const dockerfile = read('deployer/Dockerfile');
     const pinned = read('deployer/MARKETPLACE_TOOLS_TAG').trim();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { checkMarketplaceSchema } from './marketplace-schema.ts';
-import { find, imagePrefix, loadSchemaFile, publishedVersion, renderChart } from './render.ts';
+import { find, imagePrefix, loadSchemaFile, publishedVersion, renderChart, renderer } from './render.ts';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -8,6 +8,12 @@ const schema = () => structuredClone(loadSchemaFile()) as Obj;
 const overlay = () => loadSchemaFile('apptest/deployer/schema.yaml') as Obj;
 
 describe('schema.yaml against the Marketplace deployer rules', () => {
+  // The first render builds tools/chart-render (Go), which takes a while on a busy machine.
+  before(function () {
+    this.timeout(180000);
+    renderer();
+  });
+
   it('passes every rule, alone and with the test overlay', () => {
     assert.deepEqual(checkMarketplaceSchema(schema()), []);
     assert.deepEqual(checkMarketplaceSchema(schema(), overlay()), []);
