@@ -32,7 +32,7 @@ describe('usage reporter → Service Control emulator', function () {
     await emu.setFaults([]);
   });
   afterEach(async () => {
-    await reporter?.proc.stop(2000);
+    await reporter?.terminate();
     reporter = undefined;
     home.remove();
   });

@@ -9,6 +9,30 @@ import type { Fault } from '../emulators/servicecontrol/faults.ts';
 
 /** Test and benchmark plumbing: the emulator and the reporter as child processes, as a user runs them. */
 
+/**
+ * Stops a server started through npm by signalling its own process (the `pid` of its ready line):
+ * npm runs it under `sh -c`, which does not pass signals on, so signalling npm would orphan it.
+ * Resolves with the exit code npm passes on; SIGKILL after `graceMs`.
+ */
+export async function stopServer(proc: StartedProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 8000) {
+  const child = proc.proc;
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const pid = Number(proc.ready.pid);
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const signalPid = (s: NodeJS.Signals) => {
+    try {
+      process.kill(pid, s);
+    } catch {
+      // already gone
+    }
+  };
+  signalPid(signal);
+  const t = setTimeout(() => signalPid('SIGKILL'), graceMs);
+  const code = await exited;
+  clearTimeout(t);
+  return code;
+}
+
 export const SERVICE = 'kip.mp-kip-test.appspot.com';
 export const CONSUMER = 'project:acme-billing';
 
@@ -63,7 +87,7 @@ export class EmulatorHandle {
   }
 
   stop(): Promise<number | null> {
-    return this.proc.stop();
+    return stopServer(this.proc);
   }
 }
 
@@ -162,21 +186,14 @@ export class ReporterHandle {
     return this.client.status();
   }
 
-  /**
-   * SIGTERM to the reporter's own process (as Kubernetes sends it); resolves with the exit code the
-   * npm wrapper passes on.
-   */
-  async terminate(): Promise<number | null> {
-    const exited = new Promise<number | null>((r) => this.proc.proc.once('exit', (code) => r(code)));
-    process.kill(this.pid, 'SIGTERM');
-    return exited;
+  /** SIGTERM to the reporter's own process (as Kubernetes sends it); resolves with its exit code. */
+  terminate(): Promise<number | null> {
+    return stopServer(this.proc, 'SIGTERM');
   }
 
-  /** kill -9 of the reporter's node process; resolves when the wrapper has exited. */
+  /** kill -9 of the reporter's node process; resolves when it is gone. */
   async kill9(): Promise<void> {
-    const exited = new Promise((r) => this.proc.proc.once('exit', r));
-    process.kill(this.pid, 'SIGKILL');
-    await exited;
+    await stopServer(this.proc, 'SIGKILL');
   }
 
   /** Waits until nothing is aggregating or queued on any endpoint. */
