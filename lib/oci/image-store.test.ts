@@ -149,6 +149,8 @@ describe('ImageStore against the real docker-registry', function () {
     assert.equal(stdout, '<h1>kip</h1>\n42\n');
 
     assert.ok(img.sizeBytes > 500_000 && img.sizeBytes < 5_000_000, `sizeBytes ${img.sizeBytes}`);
+    assert.equal(img.downloadedBytes, img.sizeBytes);
+    assert.equal((await store.pull(busyboxRef)).downloadedBytes, 0);
     const last = progress.at(-1)!;
     assert.deepEqual(last, { completedBytes: img.sizeBytes, totalBytes: img.sizeBytes });
     assert.deepEqual(await fs.readdir(path.join(store.root, 'tmp')), []);
@@ -310,6 +312,38 @@ describe('ImageStore against the real docker-registry', function () {
     } finally {
       await proxy.stop();
     }
+  });
+
+  it('refuses a layer the registry serves with other valid content, though it unpacked cleanly', async () => {
+    const ref = await pushImage(
+      await buildImage({ name: 'kip/rotten', tag: 'v1', files: { '/rotten.txt': 'original' } }),
+      'v1',
+      reg.host,
+    );
+    const manifest = (await (
+      await fetch(`http://${reg.host}/v2/kip/rotten/manifests/v1`, {
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      })
+    ).json()) as { layers: { digest: string }[] };
+    const hex = manifest.layers[0]!.digest.slice(7);
+    // Swap the blob in the registry's storage for a different, well-formed layer.
+    const data = path.join(reg.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+    const other = path.join(tmp, 'other-layer');
+    await fs.mkdir(path.join(other, 'etc'), { recursive: true });
+    await fs.writeFile(path.join(other, 'etc/planted'), 'planted');
+    await execFileP('tar', ['-czf', data, '-C', other, 'etc']);
+
+    const store = newStore();
+    const err = await expectPullError(store.pull(ref), 'DigestMismatch');
+    assert.match(
+      err.detail,
+      /^the layer 1\/1 sha256:[a-f0-9]{64} from registry .* has digest sha256:[a-f0-9]{64} \(\d+ bytes, \d+ named\)/,
+    );
+    assert.deepEqual(await fs.readdir(path.join(store.root, 'rootfs')), []);
+    assert.deepEqual(await fs.readdir(path.join(store.root, 'tmp')), []);
+    assert.equal(await pathExists(path.join(store.root, 'blobs/sha256', hex)), false);
+    const { stdout } = await execFileP('find', [store.root, '-name', 'planted']);
+    assert.equal(stdout, '');
   });
 
   it('reports a missing image or tag as NotFound with the registry and status', async () => {
@@ -570,6 +604,7 @@ describe('ImageStore with a read-only image cache', function () {
       assert.equal(img.rootfs, filled.rootfs);
       assert.ok(img.rootfs.startsWith(cacheDir));
       assert.equal(store.downloadCount, 0);
+      assert.equal(img.downloadedBytes, 0);
       // Always still works from the cache while the registry is down.
       assert.equal((await store.pull(ref, { pullPolicy: 'Always' })).source, 'cache');
       // An image in neither place fails as the kubelet would.

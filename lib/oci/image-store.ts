@@ -81,8 +81,10 @@ export interface PulledImage {
   config: ImageConfig;
   /** Absolute path of the unpacked filesystem; read-only for callers, shared by every user of the image. */
   rootfs: string;
-  /** Compressed size of the config and layers (what a pull downloads). */
+  /** Compressed size of the config and layers (what a cold pull downloads). */
   sizeBytes: number;
+  /** Bytes this pull waited on from registries (0 when everything was held). */
+  downloadedBytes: number;
   /** Where the reference was resolved: this store, the read-only cache, or the registry. */
   source: 'store' | 'cache' | 'registry';
 }
@@ -336,13 +338,16 @@ export class ImageStore {
 
     const total = manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0);
     let completed = 0;
+    let downloaded = 0;
     const report = () => progress({ completedBytes: Math.min(completed, total), totalBytes: total });
+    const count = (n: number, fromNetwork: boolean) => {
+      completed += n;
+      if (fromNetwork) downloaded += n;
+      report();
+    };
 
     // Config.
-    const configPath = await this.ensureBlob(ref, manifest.config, ctx, 'image config', (n) => {
-      completed += n;
-      report();
-    });
+    const configPath = await this.ensureBlob(ref, manifest.config, ctx, 'image config', count);
     const configBody = await fs.readFile(configPath);
     if (sha256Digest(configBody) !== manifest.config.digest) {
       throw digestMismatch(
@@ -363,10 +368,7 @@ export class ImageStore {
     }
 
     const chain = chainId(diffIds);
-    const rootfs = await this.ensureRootfs(ref, manifest.layers, diffIds, chain, ctx, (n) => {
-      completed += n;
-      report();
-    });
+    const rootfs = await this.ensureRootfs(ref, manifest.layers, diffIds, chain, ctx, count);
     completed = total;
     report();
 
@@ -384,6 +386,7 @@ export class ImageStore {
       config: config.config ?? {},
       rootfs,
       sizeBytes: total,
+      downloadedBytes: downloaded,
       source: top.source,
     };
   }
@@ -394,11 +397,11 @@ export class ImageStore {
     desc: Descriptor,
     ctx: RequestContext & { signal: AbortSignal },
     what: string,
-    onBytes: (n: number) => void,
+    onBytes: (n: number, fromNetwork: boolean) => void,
   ): Promise<string> {
     const held = await this.heldBlob(desc.digest);
     if (held) {
-      onBytes(desc.size);
+      onBytes(desc.size, false);
       return held.path;
     }
     let seen = 0;
@@ -434,13 +437,13 @@ export class ImageStore {
         {
           signal: ctx.signal,
           onProgress: (total) => {
-            onBytes(total - seen);
+            onBytes(total - seen, true);
             seen = total;
           },
         },
       )
       .then((p) => {
-        if (seen < desc.size) onBytes(desc.size - seen);
+        if (seen < desc.size) onBytes(desc.size - seen, false);
         return p;
       });
   }
@@ -479,7 +482,7 @@ export class ImageStore {
     diffIds: string[],
     chain: string,
     ctx: RequestContext & { signal: AbortSignal },
-    onBytes: (n: number) => void,
+    onBytes: (n: number, fromNetwork: boolean) => void,
   ): Promise<string> {
     const hex = chain.slice('sha256:'.length);
     const own = path.join(this.root, 'rootfs', hex);
