@@ -195,6 +195,14 @@ export const BUILTIN_RESOURCES: ResourceDef[] = [
   }),
   resource({
     version: 'v1',
+    kind: 'Binding',
+    plural: 'bindings',
+    verbs: ['create'],
+    virtual: true,
+    fields: ['target'],
+  }),
+  resource({
+    version: 'v1',
     kind: 'Node',
     plural: 'nodes',
     shortNames: ['no'],

@@ -10,6 +10,7 @@ import { reviewAccess, type AccessRules } from './access-review.ts';
 import {
   ApiError,
   badRequest,
+  conflict,
   internalError,
   invalid,
   fieldError,
@@ -280,6 +281,10 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
         };
         break;
       }
+      case 'Binding':
+        bind(route.namespace!, obj.metadata.name ?? '', body, query);
+        sendJson(res, 201, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 });
+        return;
       case 'SelfSubjectReview':
         out = { ...body, metadata: { creationTimestamp: null }, status: { userInfo: user } };
         break;
@@ -423,6 +428,26 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
         expirationTimestamp: new Date((now + expiration) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
       },
     });
+  }
+
+  /** A Binding (pods/binding or the bindings collection): assigns a pod to a node once. */
+  function bind(namespace: string, name: string, body: unknown, query: URLSearchParams): void {
+    const def = registry.get('', 'v1', 'pods')!;
+    const target = getPath(body, 'target.name');
+    if (typeof target !== 'string' || target === '') {
+      throw invalid('Binding', '', name, [fieldError('Required', 'target.name', '')]);
+    }
+    const pod = objects.get(def, namespace, name).obj;
+    const uid = getPath(body, 'metadata.uid');
+    if (uid && uid !== pod.metadata.uid) {
+      throw conflict(
+        'pods/binding',
+        '',
+        name,
+        `Precondition failed: UID in precondition: ${String(uid)}, UID in object meta: ${pod.metadata.uid}`,
+      );
+    }
+    if (!query.getAll('dryRun').includes('All')) bindPod(store, pod, target);
   }
 
   async function handleResource(
@@ -635,20 +660,7 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
     if (sub === 'binding') {
       if (method !== 'POST') throw methodNotAllowed();
       const body = parseBody(await readBody(req), req.headers['content-type']);
-      const target = getPath(body, 'target.name');
-      if (typeof target !== 'string' || target === '') {
-        throw invalid('Binding', '', name, [fieldError('Required', 'target.name', '')]);
-      }
-      const pod = objects.get(def, namespace, name).obj;
-      const uid = getPath(body, 'metadata.uid');
-      if (uid && uid !== pod.metadata.uid) {
-        throw new ApiError(
-          409,
-          'Conflict',
-          `Operation cannot be fulfilled on pods/binding "${name}": Precondition failed: UID in precondition: ${String(uid)}, UID in object meta: ${pod.metadata.uid}`,
-        );
-      }
-      if (!dryRun) bindPod(store, pod, target);
+      bind(namespace, name, body, query);
       sendJson(res, 201, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 });
       return 'create';
     }
