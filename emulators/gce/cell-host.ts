@@ -20,18 +20,22 @@ const MAX_BLOCKS = 17;
 /** Runs a command; rejects with its stderr when it fails. */
 export function run(cmd: string, args: string[], input?: string): Promise<string> {
   return new Promise((resolvePromise, reject) => {
-    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
     p.on('close', (code) =>
       code === 0
         ? resolvePromise(out)
         : reject(new Error(`${cmd} ${args.join(' ')}: ${err.trim() || `exit ${code}`}`)),
     );
-    p.stdin.end(input ?? '');
+    if (p.stdin) {
+      // A command that fails early closes its stdin; its exit status reports the failure.
+      p.stdin.on('error', () => undefined);
+      p.stdin.end(input);
+    }
   });
 }
 

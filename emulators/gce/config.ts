@@ -24,6 +24,8 @@ export interface Faults {
   stockouts: Stockout[];
   /** Extra time between STAGING and RUNNING, on top of delays.stagingMs. */
   bootDelayMs: number;
+  /** Attach google.rpc.ErrorInfo (reason RATE_LIMIT_EXCEEDED) to rate-limit errors, as Google does; slow to decode client-side. */
+  rateLimitErrorInfo: boolean;
 }
 
 export interface Delays {
@@ -124,6 +126,7 @@ const faultsProps = {
   methods: { type: 'array', items: { type: 'string', pattern: '^compute\\.' }, default: [] },
   stockouts: { type: 'array', items: stockoutSchema, default: [] },
   bootDelayMs: { type: 'integer', minimum: 0, default: 0 },
+  rateLimitErrorInfo: { type: 'boolean', default: false },
 };
 
 const delaysProps = {

@@ -82,6 +82,7 @@ async function main(): Promise<void> {
   const url = `http://${emu.host}:${emu.port}`;
   log.info({ url, project: config.project, hypervisor: o.hypervisor }, 'gce emulator serving');
   printReadyLine({
+    pid: process.pid,
     host: emu.host,
     port: emu.port,
     url,

@@ -35,19 +35,21 @@ export class RequestGate {
             'compute.googleapis.com/read_requests',
             'ReadRequestsPerMinutePerProject',
             this.projectNumber,
+            this.faults().rateLimitErrorInfo,
           )
         : rateLimited(
             403,
             'compute.googleapis.com/write_requests',
             'WriteRequestsPerMinutePerProject',
             this.projectNumber,
+            this.faults().rateLimitErrorInfo,
           );
     }
     this.used[kind]++;
     const f = this.faults();
     if (f.errorRate > 0 && this.applies(f, method) && this.random() < f.errorRate) {
       const pick = f.errorKinds[Math.floor(this.random() * f.errorKinds.length)] ?? '503';
-      throw this.injected(pick);
+      throw this.injected(pick, f.rateLimitErrorInfo);
     }
   }
 
@@ -72,13 +74,14 @@ export class RequestGate {
     return f.methods.length === 0 || f.methods.includes(method);
   }
 
-  private injected(kind: string): GceError {
+  private injected(kind: string, info: boolean): GceError {
     if (kind === 'rateLimitExceeded') {
       return rateLimited(
         403,
         'compute.googleapis.com/default_requests',
         'defaultPerMinutePerProject',
         this.projectNumber,
+        info,
       );
     }
     if (kind === '429') {
@@ -87,6 +90,7 @@ export class RequestGate {
         'compute.googleapis.com/default_requests',
         'defaultPerMinutePerProject',
         this.projectNumber,
+        info,
       );
     }
     return backendError();

@@ -6,12 +6,13 @@ import { stringify } from 'yaml';
 import { startNpmScript, type StartedProcess } from './process.ts';
 
 /** Options every `@google-cloud/compute` client needs to talk to the emulator. */
-export interface GceClientOptions {
+// A type alias, not an interface: the client's options type needs an index signature.
+export type GceClientOptions = {
   apiEndpoint: string;
   port: number;
   protocol: string;
   authClient: PassThroughClient;
-}
+};
 
 export interface CallCounts {
   total: number;
@@ -46,10 +47,31 @@ export interface GceEmulator {
       dataDir: string | null;
     }>;
     preempt(zone: string, name: string): Promise<string>;
+    /** A disk's resource and the directory holding its content. */
+    disk(zone: string, name: string): Promise<{ disk: Record<string, unknown>; dir: string }>;
   };
   proc: StartedProcess;
   stderr(): string;
   stop(): Promise<void>;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM, then SIGKILL if the process is still there after 15 s. */
+async function stopPid(pid: number): Promise<void> {
+  if (!alive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  for (let waited = 0; alive(pid); waited += 50) {
+    if (waited === 15000) process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /**
@@ -82,6 +104,7 @@ export async function startGceEmulator(
     throw e;
   }
   const r = proc.ready as {
+    pid: number;
     host: string;
     port: number;
     project: string;
@@ -125,10 +148,14 @@ export async function startGceEmulator(
       instance: async (zone, name) => (await call('GET', `/instances/${zone}/${name}`)) as never,
       preempt: async (zone, name) =>
         String((await call('POST', `/instances/${zone}/${name}/preempt`)).result),
+      disk: async (zone, name) => (await call('GET', `/disks/${zone}/${name}`)) as never,
     },
     proc,
     stderr: () => proc.stderr(),
     async stop() {
+      // npm does not pass SIGTERM on to the emulator, so signal the emulator itself (its ready
+      // line names its pid) and wait for it to tear its cells and bridge down.
+      await stopPid(r.pid);
       await proc.stop(15000);
       rmSync(dir, { recursive: true, force: true });
     },
