@@ -466,6 +466,31 @@ describe('Compute Engine emulator through @google-cloud/compute', function () {
     }
   });
 
+  it('enforces the write bucket separately from reads', async () => {
+    await emu.admin.setQuotas({ writeRequestsPerMinute: 2, windowMs: 60000 });
+    try {
+      const codes = [];
+      for (let i = 0; i < 3; i++)
+        codes.push((await rejection(instances.delete({ project, zone: A, instance: 'nothing-here' }))).code);
+      assert.deepEqual(codes, [5, 5, 7]);
+      await instances.get({ project, zone: A, instance: 'vm-predefined' }, NO_RETRY);
+    } finally {
+      await emu.admin.setQuotas({ writeRequestsPerMinute: 0 });
+    }
+  });
+
+  it('refuses bad admin input and a bad config file, naming the field', async () => {
+    await assert.rejects(
+      emu.admin.setFaults({ errorRate: 'often' }),
+      /faults: field \\"errorRate\\" must be number/,
+    );
+    await assert.rejects(emu.admin.setFaults({ stockouts: [{ zone: A }] }), /stockouts\[0\]\.family/);
+    await assert.rejects(
+      startGceEmulator({ config: { faults: { errorRate: 2 } } }),
+      /exited with 2[\s\S]*field "faults\.errorRate" must be <= 1/,
+    );
+  });
+
   it('reports CPU quota and stockouts in the operation error', async () => {
     const used = await cpusUsed();
     await emu.admin.setQuotas({ limits: { CPUS: used + 2 } });
