@@ -70,18 +70,32 @@ const ALL_CAPABILITIES = [
 ];
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** The capabilities this process may hand on (its bounding set); a container can get no more. */
+function ownBoundingSet(): string[] {
+  try {
+    const hex = /CapBnd:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    if (!hex) return ALL_CAPABILITIES;
+    const bits = BigInt(`0x${hex}`);
+    // ALL_CAPABILITIES is in capability-number order.
+    return ALL_CAPABILITIES.filter((_c, i) => (bits >> BigInt(i)) & 1n);
+  } catch {
+    return ALL_CAPABILITIES;
+  }
+}
+const BOUNDING = ownBoundingSet();
+
 /** Capabilities after securityContext add/drop ("ALL" allowed in either), or all of them when privileged. */
 export function capabilitiesFor(c: V1Container): string[] {
   const sc = c.securityContext;
-  if (sc?.privileged) return ALL_CAPABILITIES;
+  if (sc?.privileged) return BOUNDING;
   const norm = (n: string) =>
     n.toUpperCase().startsWith('CAP_') ? n.toUpperCase() : `CAP_${n.toUpperCase()}`;
   const add = (sc?.capabilities?.add ?? []).map(norm);
   const drop = (sc?.capabilities?.drop ?? []).map(norm);
-  let caps = add.includes('CAP_ALL') ? [...ALL_CAPABILITIES] : [...DEFAULT_CAPABILITIES, ...add];
+  let caps = add.includes('CAP_ALL') ? [...BOUNDING] : [...DEFAULT_CAPABILITIES, ...add];
   if (drop.includes('CAP_ALL')) caps = add.includes('CAP_ALL') ? caps : add;
   else caps = caps.filter((x) => !drop.includes(x));
-  return [...new Set(caps.filter((x) => ALL_CAPABILITIES.includes(x)))];
+  return [...new Set(caps.filter((x) => BOUNDING.includes(x)))];
 }
 
 /** Entrypoint/cmd as the kubelet combines them with the image config, then `$(VAR)`-expanded. */

@@ -23,12 +23,10 @@ export class Cell {
         `pod ${cur.pod.metadata?.namespace ?? 'default'}/${cur.pod.metadata?.name} (uid ${cur.uid}) is running on this cell; delete it first`,
       );
     }
-    if (cur) {
-      this.current = undefined;
-      await cur.destroy(true);
-    }
+    // The slot is taken before any await, so a concurrent PUT sees this pod, not an empty cell.
     const runner = new PodRunner(req, this.deps);
     this.current = runner;
+    if (cur) await cur.destroy(true);
     runner.start();
     return false;
   }

@@ -45,6 +45,7 @@ export function serveExec(ws: WebSocket, protocol: string, runc: Runc, req: Exec
   child.stdout?.on('data', (d: Buffer) => send(STDOUT, d));
   child.stderr?.on('data', (d: Buffer) => send(STDERR, d));
   child.stdin?.on('error', () => undefined);
+  ws.on('error', (e) => log.debug({ err: e.message }, 'exec websocket error'));
   ws.on('message', (raw: Buffer, isBinary: boolean) => {
     const data = isBinary ? raw : Buffer.from(raw.toString());
     if (data.length === 0) return;

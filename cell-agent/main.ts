@@ -18,6 +18,8 @@ import { StatsCollector } from './stats.ts';
 
 async function main(): Promise<void> {
   const log = createLogger('cell-agent');
+  // One failed background task must not take the pod's other containers down with the agent.
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   let cfg;
   let tls;
   try {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
-import type { PodCondition, PodStatusReply, PutPodRequest } from '../lib/cell-agent-api.ts';
+import type { ContainerStatus, PodCondition, PodStatusReply, PutPodRequest } from '../lib/cell-agent-api.ts';
 import type { Logger } from '../lib/log.ts';
 import { Backoff, sleep, type BackoffPolicy } from './backoff.ts';
 import { ContainerConfigError } from './bundle.ts';
@@ -102,6 +102,8 @@ export class PodRunner {
   private readonly pulls = new Map<string, Promise<PulledImage>>();
   private runDone?: Promise<void>;
   private readonly probeTimers = new Set<AbortController>();
+  /** Why the pod could not be set up (volumes, sandbox); reported on every container. */
+  private setupError?: string;
 
   constructor(
     readonly request: PutPodRequest,
@@ -133,7 +135,9 @@ export class PodRunner {
   /** Sets the pod up and runs it in the background. */
   start(): void {
     this.runDone = this.run().catch((err: unknown) => {
-      this.log.error({ err, pod: this.uid }, 'pod run failed');
+      this.log.error({ err, pod: this.uid }, 'pod setup failed');
+      this.setupError = (err as Error)?.message ?? String(err);
+      this.changed();
     });
   }
 
@@ -444,13 +448,14 @@ export class PodRunner {
     };
     // Before the containers exist, report them as the kubelet does while it sets the pod up.
     if (this.app.length === 0) {
-      const waiting = (c: V1Container) => ({
+      const reason =
+        (this.pod.spec?.initContainers ?? []).length > 0 ? 'PodInitializing' : 'ContainerCreating';
+      const waiting = (c: V1Container): ContainerStatus => ({
         name: c.name,
         state: {
-          waiting: {
-            reason:
-              (this.pod.spec?.initContainers ?? []).length > 0 ? 'PodInitializing' : 'ContainerCreating',
-          },
+          waiting: this.setupError
+            ? { reason: 'CreateContainerError', message: this.setupError }
+            : { reason },
         },
         lastState: {},
         ready: false,
@@ -459,10 +464,7 @@ export class PodRunner {
         image: c.image ?? '',
         imageID: '',
       });
-      f.initStatuses = (this.pod.spec?.initContainers ?? []).map((c) => ({
-        ...waiting(c),
-        state: { waiting: { reason: 'PodInitializing' } },
-      }));
+      f.initStatuses = (this.pod.spec?.initContainers ?? []).map(waiting);
       f.statuses = (this.pod.spec?.containers ?? []).map(waiting);
     }
     const phase = podPhase(f);

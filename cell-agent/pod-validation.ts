@@ -150,15 +150,15 @@ const requestSchema = {
             initContainers: { type: 'array', items: container },
             restartPolicy: { enum: ['Always', 'OnFailure', 'Never'] },
             terminationGracePeriodSeconds: { type: 'integer', minimum: 0 },
-            hostname: str,
-            subdomain: str,
+            hostname: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' },
+            subdomain: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' },
             dnsPolicy: str,
             volumes: {
               type: 'array',
               items: {
                 type: 'object',
                 required: ['name'],
-                properties: { name: { type: 'string', minLength: 1 } },
+                properties: { name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' } },
               },
             },
             securityContext: {

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
 import { CellAgentError } from '../../lib/cell-agent-client.ts';
@@ -162,6 +165,64 @@ describe('cell agent: running pods with runc', function () {
       'init-a\ninit-b\nhello kip $(NAME) $(MISSING) image=$(FROM_IMAGE)\nmode=test\ns3cr3t\n' +
         `host=webhost pod=web ip=${cell.cellIP} image=yes\n`,
     );
+  });
+
+  it('applies securityContext and mounts emptyDir (memory), hostPath and projected token files', async () => {
+    const hostDir = mkdtempSync(join(tmpdir(), 'kip-hostpath-'));
+    try {
+      const pod = makePod('secure', {
+        restartPolicy: 'Never',
+        securityContext: { runAsUser: 1000, runAsGroup: 3000, supplementalGroups: [4000] },
+        containers: [
+          {
+            name: 'locked',
+            image,
+            command: [
+              'sh',
+              '-c',
+              'id -u; id -g; id -G; grep CapEff /proc/self/status; touch /rootfile 2>/dev/null || echo rootfs-ro; ' +
+                'grep " /cache " /proc/mounts | cut -d" " -f3; echo hi > /cache/x && cat /cache/x; ' +
+                'cat /var/run/secrets/kubernetes.io/serviceaccount/token; echo; echo from-pod > /host/out',
+            ],
+            securityContext: { readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+            volumeMounts: [
+              { name: 'cache', mountPath: '/cache' },
+              { name: 'host', mountPath: '/host' },
+              { name: 'token', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' },
+            ],
+          },
+          {
+            name: 'privileged',
+            image,
+            command: ['sh', '-c', 'grep CapEff /proc/self/status'],
+            securityContext: { privileged: true, runAsUser: 0 },
+          },
+        ],
+        volumes: [
+          { name: 'cache', emptyDir: { medium: 'Memory', sizeLimit: '8Mi' } },
+          { name: 'host', hostPath: { path: hostDir } },
+          { name: 'token', projected: { sources: [{ serviceAccountToken: { path: 'token' } }] } },
+        ],
+      });
+      chmodSync(hostDir, 0o777);
+      await agent.client.putPod({
+        pod: pod as never,
+        volumes: { token: { files: { token: b64('eyJhbGciOi.token') } } },
+      });
+      const s = await waitForStatus(agent.client, terminal);
+      assert.equal(s.phase, 'Succeeded', JSON.stringify(s.containerStatuses));
+      const out = await text(await agent.client.logs('locked'));
+      assert.equal(
+        out,
+        '1000\n3000\n3000 4000\nCapEff:\t0000000000000000\nrootfs-ro\ntmpfs\nhi\neyJhbGciOi.token\n',
+      );
+      assert.equal(readFileSync(join(hostDir, 'out'), 'utf8'), 'from-pod\n');
+      // Privileged gets every capability the agent holds itself.
+      const bounding = /CapBnd:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1];
+      assert.equal(await text(await agent.client.logs('privileged')), `CapEff:\t${bounding}\n`);
+    } finally {
+      rmSync(hostDir, { recursive: true, force: true });
+    }
   });
 
   it('reports exit codes with the kubelet reasons: Completed, Error, OOMKilled', async () => {
