@@ -1,6 +1,5 @@
-import type { WebSocket } from 'ws';
-import { parseStreamOptions, runSession } from './stream-protocol.ts';
-import { InvalidInputError, type ContainerRef, type ExecHandler } from './types.ts';
+import { parseStreamOptions } from './stream-protocol.ts';
+import { InvalidInputError } from './types.ts';
 
 /** The command of an exec request: every `command` query parameter, in order. */
 export function parseCommand(q: URLSearchParams): string[] {
@@ -12,15 +11,4 @@ export function parseCommand(q: URLSearchParams): string[] {
 /** Checks an exec request before the WebSocket upgrade, so a bad one gets a plain 400. */
 export function prepareExec(q: URLSearchParams) {
   return { command: parseCommand(q), opts: parseStreamOptions(q) };
-}
-
-/** /exec/{namespace}/{pod}/[{uid}/]{container} over an upgraded WebSocket. */
-export function serveExec(
-  handler: ExecHandler,
-  target: ContainerRef,
-  prepared: ReturnType<typeof prepareExec>,
-  ws: WebSocket,
-): Promise<void> {
-  const { command, opts } = prepared;
-  return runSession(ws, opts, command, (streams) => handler.exec(target, command, opts, streams));
 }

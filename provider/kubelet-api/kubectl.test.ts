@@ -22,7 +22,11 @@ const log = createLogger('kubectl-logs-test', 'silent');
  * except exec/attach upgrades, which go to the kubelet API the way an API server sends them
  * (`/exec/{ns}/{pod}/{container}` with the client's stream flags).
  */
-async function execFront(apiUrl: string, kubeletPort: number): Promise<{ url: string; server: Server }> {
+async function execFront(
+  apiUrl: string,
+  kubeletPort: number,
+): Promise<{ url: string; server: Server; upgrades: string[] }> {
+  const upgrades: string[] = [];
   const server = createServer((req, res) => {
     const up = request(`${apiUrl}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers);
@@ -31,6 +35,7 @@ async function execFront(apiUrl: string, kubeletPort: number): Promise<{ url: st
     req.pipe(up);
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    upgrades.push(String(req.headers.upgrade));
     const url = new URL(req.url!, 'http://x');
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/(exec|attach)$/.exec(url.pathname);
     if (!m) return socket.destroy();
@@ -39,9 +44,13 @@ async function execFront(apiUrl: string, kubeletPort: number): Promise<{ url: st
     const path = `/${m[3]}/${m[1]}/${m[2]}/${container}?${url.searchParams}`;
     const kubelet = connect({ host: '127.0.0.1', port: kubeletPort, rejectUnauthorized: false }, () => {
       const headers = Object.entries(req.headers)
-        .filter(([k]) => k.startsWith('sec-websocket') || k === 'upgrade' || k === 'connection')
+        .filter(
+          ([k]) =>
+            k.startsWith('sec-websocket') ||
+            ['upgrade', 'connection', 'x-stream-protocol-version'].includes(k),
+        )
         .map(([k, v]) => `${k}: ${String(v)}`);
-      kubelet.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.join('\r\n')}\r\n\r\n`);
+      kubelet.write(`${req.method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.join('\r\n')}\r\n\r\n`);
       kubelet.write(head);
       kubelet.pipe(socket).pipe(kubelet);
     });
@@ -49,7 +58,7 @@ async function execFront(apiUrl: string, kubeletPort: number): Promise<{ url: st
     socket.on('error', () => kubelet.destroy());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, upgrades };
 }
 
 describe('kubectl logs through the API server to the kubelet API', function () {
@@ -133,19 +142,19 @@ describe('kubectl logs through the API server to the kubelet API', function () {
     await t.followEnded;
   });
 
-  it('runs kubectl exec over the WebSocket channel protocol, stdin and exit code included', async () => {
+  it('runs kubectl exec over WebSocket and over SPDY, stdin and exit code included', async () => {
     const front = await execFront(kube.emulator.url, server.port);
     const kubeconfig = `${kube.kubeconfigPath}.exec`;
     writeFileSync(
       kubeconfig,
       (await kube.kubectl('config', 'view', '--raw')).replace(kube.emulator.url, front.url),
     );
-    const kubectl = (args: string[], input?: string) =>
+    const kubectl = (args: string[], input?: string, env: NodeJS.ProcessEnv = {}) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
         const child = execFile(
           'kubectl',
           ['--kubeconfig', kubeconfig, ...args],
-          { timeout: 20_000 },
+          { timeout: 20_000, env: { ...process.env, ...env } },
           (err, stdout, stderr) =>
             resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
         );
@@ -169,6 +178,23 @@ describe('kubectl logs through the API server to the kubelet API', function () {
       const piped = await kubectl(['exec', '-i', 'web', '--', 'cat'], 'through stdin');
       assert.equal(piped.code, 0, piped.stderr);
       assert.equal(piped.stdout, 'THROUGH STDIN');
+
+      // The same over SPDY/3.1, which API servers before 1.36 use towards kubelets.
+      const spdy = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' };
+      const viaSpdy = await kubectl(['exec', 'web', '--', 'echo', '0'], undefined, spdy);
+      assert.equal(viaSpdy.code, 0, viaSpdy.stderr);
+      assert.equal(viaSpdy.stdout, 'ran echo 0 tty=false\n');
+      assert.equal(viaSpdy.stderr, 'to stderr\n');
+      const spdyFailed = await kubectl(['exec', 'web', '--', 'false', '5'], undefined, spdy);
+      assert.equal(spdyFailed.code, 5);
+      const big = 'x'.repeat(300_000);
+      const spdyPiped = await kubectl(['exec', '-i', 'web', '--', 'cat'], big, spdy);
+      assert.equal(spdyPiped.code, 0, spdyPiped.stderr);
+      assert.equal(spdyPiped.stdout, big.toUpperCase(), 'stdin beyond the 64 KiB window arrives whole');
+      assert.deepEqual(
+        front.upgrades.map((u) => u.toLowerCase()),
+        ['websocket', 'websocket', 'websocket', 'spdy/3.1', 'spdy/3.1', 'spdy/3.1'],
+      );
     } finally {
       front.server.closeAllConnections();
       front.server.close();

@@ -5,16 +5,23 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Counter } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../lib/log.ts';
-import { prepareAttach, serveAttach } from './attach.ts';
+import { prepareAttach } from './attach.ts';
 import { AuthError, type KubeletAuth } from './auth.ts';
 import { serveContainerLogs } from './container-logs.ts';
-import { prepareExec, serveExec } from './exec.ts';
+import { prepareExec } from './exec.ts';
 import { serveHealthz } from './healthz.ts';
 import { serveResourceMetrics } from './metrics-resource.ts';
 import { servePods } from './pods.ts';
 import { serveStatsSummary } from './stats.ts';
-import { pickSubprotocol } from './stream-protocol.ts';
-import { InvalidInputError, NotFoundError, type ContainerRef, type KubeletApiHandlers } from './types.ts';
+import { pickSpdyProtocol, runSpdySession } from './spdy-session.ts';
+import { pickSubprotocol, runSession } from './stream-protocol.ts';
+import {
+  InvalidInputError,
+  NotFoundError,
+  type ContainerRef,
+  type KubeletApiHandlers,
+  type SessionStreams,
+} from './types.ts';
 
 export interface KubeletApiServerOptions {
   /** `host:port`; port 0 picks a free one. */
@@ -96,6 +103,7 @@ function statusOf(err: unknown): number {
 export async function startKubeletApiServer(opts: KubeletApiServerOptions): Promise<KubeletApiServer> {
   const { handlers, log } = opts;
   const sessions = new Set<WebSocket>();
+  const spdySockets = new Set<Socket>();
   const wss = new WebSocketServer({
     noServer: true,
     handleProtocols: (offered) => pickSubprotocol(offered) ?? false,
@@ -146,7 +154,7 @@ export async function startKubeletApiServer(opts: KubeletApiServerOptions): Prom
         case 'attach':
           throw new HttpError(
             400,
-            `${route.name} needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not supported`,
+            `${route.name} needs an upgrade to WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1`,
           );
       }
       count(name, res.statusCode);
@@ -192,36 +200,45 @@ export async function startKubeletApiServer(opts: KubeletApiServerOptions): Prom
       if (!route || (route.name !== 'exec' && route.name !== 'attach')) {
         throw new HttpError(404, `404 page not found: ${url.pathname}`);
       }
-      if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-        throw new HttpError(
-          400,
-          `unsupported upgrade "${req.headers.upgrade}": only WebSocket is served; SPDY is not supported`,
-        );
-      }
-      const offered = new Set(
-        (req.headers['sec-websocket-protocol'] ?? '')
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean),
-      );
-      if (!pickSubprotocol(offered)) {
-        throw new HttpError(
-          400,
-          `no supported WebSocket subprotocol offered; use v5.channel.k8s.io or v4.channel.k8s.io`,
-        );
+      const upgrade = (req.headers.upgrade ?? '').toLowerCase();
+      if (upgrade !== 'websocket' && upgrade !== 'spdy/3.1') {
+        throw new HttpError(400, `unsupported upgrade "${req.headers.upgrade}": use WebSocket or SPDY/3.1`);
       }
       const handler = route.name === 'exec' ? handlers.exec : handlers.attach;
       if (!handler) throw missing(`/${route.name}`);
-      const prepared =
+      const { command, opts } =
         route.name === 'exec' ? prepareExec(url.searchParams) : prepareAttach(url.searchParams);
-      const ws = await new Promise<WebSocket>((resolve) => wss.handleUpgrade(req, socket, head, resolve));
-      count(name, 101);
-      sessions.add(ws);
-      ws.once('close', () => sessions.delete(ws));
-      const run =
+      const target = route.target;
+      const session = (streams: SessionStreams) =>
         route.name === 'exec'
-          ? serveExec(handlers.exec!, route.target, prepared, ws)
-          : serveAttach(handlers.attach!, route.target, prepared, ws);
+          ? handlers.exec!.exec(target, command, opts, streams)
+          : handlers.attach!.attach(target, opts, streams);
+      let run: Promise<void>;
+      if (upgrade === 'spdy/3.1') {
+        const protocol = pickSpdyProtocol(req);
+        count(name, 101);
+        spdySockets.add(socket);
+        socket.once('close', () => spdySockets.delete(socket));
+        run = runSpdySession(socket, head, protocol, opts, command, session);
+      } else {
+        const offered = new Set(
+          (req.headers['sec-websocket-protocol'] ?? '')
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        );
+        if (!pickSubprotocol(offered)) {
+          throw new HttpError(
+            400,
+            `no supported WebSocket subprotocol offered; use v5.channel.k8s.io or v4.channel.k8s.io`,
+          );
+        }
+        const ws = await new Promise<WebSocket>((resolve) => wss.handleUpgrade(req, socket, head, resolve));
+        count(name, 101);
+        sessions.add(ws);
+        ws.once('close', () => sessions.delete(ws));
+        run = runSession(ws, opts, command, session);
+      }
       await run.catch((err: unknown) => log.error({ err, path: url.pathname }, 'session failed'));
     } catch (err) {
       const status = statusOf(err);
@@ -262,6 +279,7 @@ export async function startKubeletApiServer(opts: KubeletApiServerOptions): Prom
     host,
     async close() {
       for (const ws of sessions) ws.terminate();
+      for (const s of spdySockets) s.destroy();
       const closed = new Promise((r) => server.close(r));
       server.closeAllConnections();
       await closed;

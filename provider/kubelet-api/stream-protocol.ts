@@ -73,7 +73,7 @@ export function exitStatus(result: SessionResult, command: string[]): Record<str
 }
 
 /** The Status for a session that failed before or while running (not found, internal error). */
-function errorStatus(err: Error): Record<string, unknown> {
+export function errorStatus(err: Error): Record<string, unknown> {
   const notFound = err.name === 'NotFoundError';
   return {
     metadata: {},
