@@ -72,9 +72,17 @@ class FzstdDecompress extends Transform {
     if (chunk.length > 0) this.push(Buffer.from(chunk));
   });
 
+  // fzstd re-joins input split inside a block, so small pushes cost it dearly (about 2.5x at
+  // 64 KiB against 1 MiB): input is gathered into large pushes.
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes < 1024 * 1024) return cb();
     try {
-      this.d.push(chunk);
+      this.d.push(this.drainPending());
       cb();
     } catch (err) {
       cb(err as Error);
@@ -83,11 +91,18 @@ class FzstdDecompress extends Transform {
 
   override _flush(cb: TransformCallback): void {
     try {
-      this.d.push(new Uint8Array(0), true);
+      this.d.push(this.drainPending(), true);
       cb();
     } catch (err) {
       cb(err as Error);
     }
+  }
+
+  private drainPending(): Buffer {
+    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return all;
   }
 }
 
