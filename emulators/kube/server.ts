@@ -684,62 +684,81 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
     throw resourceNotFound();
   }
 
+  /** The Kubernetes verb of a request, for metrics (the real server's apiserver_request_total labels). */
+  function verbOf(method: string, route: Route): string {
+    if (route.def.virtual || route.sub === 'token' || route.sub === 'binding') return 'create';
+    switch (method) {
+      case 'GET':
+        return route.watch ? 'watch' : route.name === undefined ? 'list' : 'get';
+      case 'POST':
+        return 'create';
+      case 'PUT':
+        return 'update';
+      case 'PATCH':
+        return 'patch';
+      case 'DELETE':
+        return route.name === undefined ? 'deletecollection' : 'delete';
+      default:
+        return method.toLowerCase();
+    }
+  }
+
   async function dispatch(
     req: IncomingMessage,
     res: ServerResponse,
     url: URL,
-  ): Promise<{ verb: string; resource: string }> {
+    labels: { verb: string; resource: string },
+  ): Promise<void> {
     let path = url.pathname;
     if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
     const query = url.searchParams;
     const get = req.method === 'GET' || req.method === 'HEAD';
-    const other = { verb: (req.method ?? 'GET').toLowerCase(), resource: '' };
 
     switch (path) {
       case '/version':
         sendJson(res, 200, SERVER_VERSION);
-        return other;
+        return;
       case '/healthz':
       case '/livez':
       case '/readyz':
         sendText(res, 200, 'ok');
-        return other;
+        return;
       case '/metrics': {
         const m = await deps.metricsText();
         sendText(res, 200, m.body, m.contentType);
-        return other;
+        return;
       }
       case '/api':
         sendJson(res, 200, apiVersions(deps.serverAddress()));
-        return other;
+        return;
       case '/apis':
         sendJson(res, 200, apiGroupList(registry));
-        return other;
+        return;
       case '/openapi/v3':
         sendJson(res, 200, deps.openapi.index());
-        return other;
+        return;
       case '/openapi/v2': {
         const doc = openApiV2(req.headers.accept);
         res.writeHead(200, { 'Content-Type': doc.contentType, 'Content-Length': String(doc.body.length) });
         res.end(doc.body);
-        return other;
+        return;
       }
       case '/.well-known/openid-configuration':
         sendJson(res, 200, deps.tokens.openidConfiguration());
-        return other;
+        return;
       case '/openid/v1/jwks':
         sendJson(res, 200, deps.tokens.jwks());
-        return other;
+        return;
     }
     if (path.startsWith('/emulator/')) {
       await handleAdmin(path, req, res);
-      return other;
+      return;
     }
     if (path.startsWith('/openapi/v3/') && get) {
       const doc = deps.openapi.document(path.slice('/openapi/v3/'.length));
       if (!doc) throw resourceNotFound();
       sendJson(res, 200, doc);
-      return other;
+      return;
     }
     const segs = path.split('/').slice(1).map(decodeURIComponent);
     let group: string;
@@ -755,7 +774,7 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
         const g = apiGroup(registry, group);
         if (!g || !get) throw resourceNotFound();
         sendJson(res, 200, g);
-        return other;
+        return;
       }
       version = segs[2]!;
       rest = segs.slice(3);
@@ -766,29 +785,27 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
       const list = apiResourceList(registry, groupVersion({ group, version }));
       if (!list || !get) throw resourceNotFound();
       sendJson(res, 200, list);
-      return other;
+      return;
     }
     const user = authenticate(req);
     const route = parseRoute(rest, group, version, query);
-    const verb = await handleResource(route, req, res, query, user);
-    return { verb, resource: route.sub ? `${route.def.plural}/${route.sub}` : route.def.plural };
+    labels.verb = verbOf(req.method ?? 'GET', route);
+    labels.resource = route.sub ? `${route.def.plural}/${route.sub}` : route.def.plural;
+    await handleResource(route, req, res, query, user);
   }
 
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://emulator');
-    let labels = { verb: (req.method ?? 'GET').toLowerCase(), resource: '' };
+    const labels = { verb: (req.method ?? 'GET').toLowerCase(), resource: '' };
     res.on('finish', () => deps.requests.inc({ ...labels, code: String(res.statusCode) }));
-    dispatch(req, res, url).then(
-      (l) => (labels = l),
-      (err: unknown) => {
-        if (err instanceof ApiError) {
-          sendError(res, err);
-          if (err.code >= 500) log.warn({ err: err.message, path: url.pathname }, 'request failed');
-        } else {
-          log.error({ err, method: req.method, path: url.pathname }, 'unexpected error');
-          sendError(res, internalError((err as Error)?.message ?? String(err)));
-        }
-      },
-    );
+    dispatch(req, res, url, labels).catch((err: unknown) => {
+      if (err instanceof ApiError) {
+        sendError(res, err);
+        if (err.code >= 500) log.warn({ err: err.message, path: url.pathname }, 'request failed');
+      } else {
+        log.error({ err, method: req.method, path: url.pathname }, 'unexpected error');
+        sendError(res, internalError((err as Error)?.message ?? String(err)));
+      }
+    });
   };
 }
