@@ -119,11 +119,24 @@ describe('virtual node and lease (kube emulator, kubectl)', function () {
   it('recovers from a conflicting lease write', async () => {
     // Someone else updates the lease: the controller's cached copy is now stale.
     const coordination = kube.kc.makeApiClient(CoordinationV1Api);
-    const lease = await coordination.readNamespacedLease({ name: 'kip', namespace: 'kube-node-lease' });
-    lease.metadata!.annotations = { touched: 'yes' };
-    await coordination.replaceNamespacedLease({ name: 'kip', namespace: 'kube-node-lease', body: lease });
+    // The controller may renew between our read and write; then we simply write again.
+    await eventually(
+      async () => {
+        const lease = await coordination.readNamespacedLease({ name: 'kip', namespace: 'kube-node-lease' });
+        lease.metadata!.annotations = { touched: 'yes' };
+        return coordination.replaceNamespacedLease({
+          name: 'kip',
+          namespace: 'kube-node-lease',
+          body: lease,
+        });
+      },
+      5000,
+      'an outside lease write',
+    );
     const before = leaseCtl.renewCount();
     await eventually(async () => leaseCtl.renewCount() >= before + 2, 5000, 'renewals after a conflict');
+    const lease = await coordination.readNamespacedLease({ name: 'kip', namespace: 'kube-node-lease' });
+    assert.equal(lease.metadata!.annotations?.touched, 'yes', 'the renewal kept the other writer’s change');
   });
 
   it('turns NotReady when a health check fails, and Ready again when it passes', async () => {
