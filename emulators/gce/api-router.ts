@@ -107,5 +107,10 @@ export function idempotent(
   if (earlier) return earlier;
   const op = start();
   ctx.requestIds.set(requestId.toLowerCase(), op);
+  // GCE remembers a requestId for at least an hour; older ones are dropped so memory stays bounded.
+  if (ctx.requestIds.size % 1000 === 0) {
+    const cutoff = Date.now() - 3600_000;
+    for (const [id, o] of ctx.requestIds) if (Date.parse(o.insertTime) < cutoff) ctx.requestIds.delete(id);
+  }
   return op;
 }

@@ -133,6 +133,33 @@ describe('netns hypervisor: instances boot as network namespaces', function () {
     assert.throws(() => ip('link', 'show', bridge), 'the bridge is removed on exit');
   });
 
+  it('a new emulator removes what a killed one left behind', async () => {
+    const dead = await startGceEmulator({
+      hypervisor: 'netns',
+      config: {
+        delays: { provisioningMs: 50, stagingMs: 50 },
+        hypervisor: { bootCommand: ['busybox', 'httpd', '-f', '-p', '{ip}:8080', '-h', '{dataDir}'] },
+      },
+    });
+    let fresh: GceEmulator | undefined;
+    try {
+      const { info } = await bootVm(dead, 'cell-orphan');
+      const netns = info.cell!.netns as string;
+      const cellPid = info.cell!.pid as number;
+      const emulatorPid = dead.proc.ready.pid as number;
+      process.kill(emulatorPid, 'SIGKILL');
+      await until('emulator gone', 10000, async () => (alive(emulatorPid) ? undefined : true));
+      assert.ok(ip('netns', 'list').includes(netns), 'a killed emulator leaves its namespace');
+      fresh = await startGceEmulator({ hypervisor: 'netns' });
+      assert.ok(!ip('netns', 'list').includes(netns), 'the next emulator removed the namespace');
+      assert.throws(() => ip('link', 'show', dead.network.bridge!), 'and the bridge');
+      await until('orphaned cell process gone', 5000, async () => (alive(cellPid) ? undefined : true));
+    } finally {
+      await fresh?.stop();
+      await dead.stop();
+    }
+  });
+
   it('runs the real cell agent from kip-cell-agent-config metadata and answers /v1/healthz over mutual TLS', async () => {
     const agentEmu = await startGceEmulator({
       hypervisor: 'netns',

@@ -1,5 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,8 +109,29 @@ export class NetnsHypervisor implements Hypervisor {
     return new Set(json.flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? '')));
   }
 
+  /** Removes the namespaces and bridges of every emulator that died without tearing down. */
+  private async sweepStale(): Promise<void> {
+    for (const file of readdirSync(LOCK_DIR).filter((f) => /^block-\d+\.json$/.test(f))) {
+      const path = join(LOCK_DIR, file);
+      let owner: Lock | undefined;
+      try {
+        owner = JSON.parse(readFileSync(path, 'utf8')) as Lock;
+      } catch {
+        continue;
+      }
+      if (alive(owner.pid)) continue;
+      await this.cleanupStale(owner);
+      try {
+        unlinkSync(path);
+      } catch {
+        // another emulator swept it first
+      }
+    }
+  }
+
   private async claim(): Promise<void> {
     mkdirSync(LOCK_DIR, { recursive: true });
+    await this.sweepStale();
     const lock: Lock = { pid: process.pid, bridge: `kgce${this.tag}`, nsPrefix: `kgce-${this.tag}-` };
     for (let k = 0; k < MAX_BLOCKS; k++) {
       const path = join(LOCK_DIR, `block-${k}.json`);
