@@ -1,14 +1,19 @@
-/** A per-window request allowance: at most `limit` calls in any `windowMs` (default 60 s). */
+/** A per-window request allowance: at most `limit` calls per window of `windowMs` (default 60 s). */
 export interface BucketLimit {
   limit: number;
   windowMs?: number;
+  /**
+   * The last `guardMs` of each window also count against the next one, so a call admitted just
+   * before a boundary but arriving just after it still fits the server's count. Default: 5% of
+   * the window, at most 1 s.
+   */
+  guardMs?: number;
 }
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 class Bucket {
-  private readonly stamps: number[] = [];
-  private head = 0;
+  private readonly used = new Map<number, number>();
   private tail: Promise<void> = Promise.resolve();
   pausedUntil = 0;
   admitted = 0;
@@ -17,24 +22,34 @@ class Bucket {
   constructor(
     readonly limit: number,
     readonly windowMs: number,
+    readonly guardMs: number,
   ) {}
 
-  /** Admissions in the window ending now. */
-  inWindow(now: number): number {
-    while (this.head < this.stamps.length && this.stamps[this.head]! <= now - this.windowMs) this.head++;
-    if (this.head > 4096) {
-      this.stamps.splice(0, this.head);
-      this.head = 0;
-    }
-    return this.stamps.length - this.head;
+  private count(w: number): number {
+    return this.used.get(w) ?? 0;
   }
 
-  /** How long until a call may go, 0 when it may go now. */
+  /** How long until a call may go at `now`, 0 when it may go now. */
   delay(now: number): number {
-    const paused = this.pausedUntil - now;
-    if (this.inWindow(now) < this.limit) return Math.max(0, paused);
-    const oldest = this.stamps[this.head]!;
-    return Math.max(paused, oldest + this.windowMs - now + 1);
+    if (now < this.pausedUntil) return this.pausedUntil - now;
+    const w = Math.floor(now / this.windowMs);
+    const next = (w + 1) * this.windowMs;
+    if (this.count(w) >= this.limit) return next - now;
+    const inGuard = now >= next - this.guardMs;
+    if (inGuard && this.count(w + 1) >= this.limit) return next + this.windowMs - now;
+    return 0;
+  }
+
+  record(now: number): void {
+    const w = Math.floor(now / this.windowMs);
+    this.used.set(w, this.count(w) + 1);
+    if (now >= (w + 1) * this.windowMs - this.guardMs) this.used.set(w + 1, this.count(w + 1) + 1);
+    for (const k of this.used.keys()) if (k < w) this.used.delete(k);
+    this.admitted++;
+  }
+
+  inWindow(now: number): number {
+    return this.count(Math.floor(now / this.windowMs));
   }
 
   chain(step: () => Promise<void>): Promise<void> {
@@ -42,18 +57,13 @@ class Bucket {
     this.tail = next.catch(() => undefined);
     return next;
   }
-
-  record(now: number): void {
-    this.stamps.push(now);
-    this.admitted++;
-  }
 }
 
 /**
- * Client-side limiter with one sliding window per quota bucket (Compute Engine counts reads,
- * writes and operation reads separately, per minute). Never admitting more than `limit` in any
- * window keeps Kip inside a quota whether the server counts in fixed or sliding minutes.
- * Callers wait in arrival order.
+ * Client-side limiter with one budget per quota bucket (Compute Engine counts reads and writes
+ * separately). GCE counts requests in synchronized windows (per minute, refilled on the boundary),
+ * so the limiter counts in the same windows of the local clock, with a guard band at each window's
+ * end that absorbs clock skew and request latency. Callers wait in arrival order.
  */
 export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
@@ -69,7 +79,8 @@ export class RateLimiter {
     this.sleep = opts.sleep ?? sleepReal;
     for (const [name, b] of Object.entries(opts.buckets)) {
       if (!(b.limit > 0)) throw new Error(`rate limit for ${name} must be positive`);
-      this.buckets.set(name, new Bucket(b.limit, b.windowMs ?? 60_000));
+      const windowMs = b.windowMs ?? 60_000;
+      this.buckets.set(name, new Bucket(b.limit, windowMs, b.guardMs ?? Math.min(1000, windowMs * 0.05)));
     }
   }
 
@@ -103,7 +114,7 @@ export class RateLimiter {
     b.pausedUntil = Math.max(b.pausedUntil, this.now() + ms);
   }
 
-  /** Per bucket: calls admitted, total time callers waited, and calls in the current window. */
+  /** Per bucket: calls admitted, total time callers waited, and calls counted in the current window. */
   stats(): Record<string, { admitted: number; waitedMs: number; inWindow: number; limit: number }> {
     const now = this.now();
     return Object.fromEntries(
