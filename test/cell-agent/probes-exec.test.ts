@@ -136,6 +136,35 @@ describe('cell agent: probes, exec, stats and graceful delete', function () {
     assert.equal(s.containerStatuses[0]!.restartCount, 0, 'readiness never restarts');
   });
 
+  it('holds started and ready until the startup probe (tcpSocket) passes; the status long-poll waits for changes', async () => {
+    await agent.client.putPod({
+      pod: makePod('startup', {
+        containers: [
+          {
+            name: 'slow',
+            image,
+            command: ['sh', '-c', 'sleep 1.5; mkdir -p /www; exec httpd -f -p 8082 -h /www'],
+            startupProbe: { tcpSocket: { port: 8082 }, periodSeconds: 1, failureThreshold: 10 },
+          },
+        ],
+      }) as never,
+    });
+    let s = await waitForStatus(agent.client, (x) => !!x.containerStatuses[0]!.state.running);
+    assert.equal(s.containerStatuses[0]!.started, false);
+    assert.equal(s.containerStatuses[0]!.ready, false);
+    s = await waitForStatus(
+      agent.client,
+      (x) => x.containerStatuses[0]!.started && x.containerStatuses[0]!.ready,
+      10_000,
+    );
+    assert.equal(s.conditions.find((c) => c.type === 'Ready')!.status, 'True');
+    // Nothing changes now: a long-poll is held for its whole wait and returns the same version.
+    const t0 = Date.now();
+    const same = await agent.client.getStatus({ after: s.version, wait: 1 });
+    assert.ok(Date.now() - t0 >= 900, 'held for the wait');
+    assert.equal(same.version, s.version);
+  });
+
   it('restarts a container whose liveness probe fails', async () => {
     await agent.client.putPod({
       pod: makePod('live', {
