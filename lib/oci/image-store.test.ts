@@ -384,6 +384,21 @@ describe('ImageStore against the real docker-registry', function () {
       assert.equal(store.downloadCount, 2);
       assert.ok(seen.length >= 5);
 
+      // Two names for the same content, pulled at once: each blob still travels once.
+      const layout = await buildImage({ name: 'kip/twin', tag: 'v1', files: { '/twin': 'same' } });
+      await pushImage(layout, 'v1', reg.host, undefined, { repository: 'kip/twin-a' });
+      await pushImage(layout, 'v1', reg.host, undefined, { repository: 'kip/twin-b' });
+      const twinStart = proxy.requests.length;
+      const [a, b] = await Promise.all([
+        store.pull(`${proxy.host}/kip/twin-a:v1`),
+        store.pull(`${proxy.host}/kip/twin-b:v1`),
+      ]);
+      assert.equal(a.rootfs, b.rootfs);
+      assert.notEqual(a.imageId, b.imageId);
+      const twinBlobs = proxy.requests.slice(twinStart).filter((r) => r.includes('/blobs/'));
+      assert.equal(twinBlobs.length, 2, twinBlobs.join('\n'));
+      assert.equal(a.downloadedBytes + b.downloadedBytes >= a.sizeBytes, true);
+
       // Held now: IfNotPresent asks nothing; Always asks for the manifest only.
       const before = proxy.requests.length;
       assert.equal((await store.pull(ref)).source, 'store');

@@ -350,6 +350,8 @@ export class ImageStore {
     const configPath = await this.ensureBlob(ref, manifest.config, ctx, 'image config', count);
     const configBody = await fs.readFile(configPath);
     if (sha256Digest(configBody) !== manifest.config.digest) {
+      // Rotted since it was verified: drop it so the next pull fetches it again.
+      if (configPath.startsWith(this.root)) await fs.rm(configPath, { force: true });
       throw digestMismatch(
         asked,
         ref.registry,
