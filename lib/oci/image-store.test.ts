@@ -366,6 +366,28 @@ describe('ImageStore against the real docker-registry', function () {
     assert.match(bad.message, /"BusyBox" must be lowercase/);
   });
 
+  it('retries a registry answering 503 and reports it when it keeps failing', async () => {
+    const flaky = await startRegistryProxy(reg.host, { failFirst: 2 });
+    const down = await startRegistryProxy(reg.host, { failFirst: 1000 });
+    try {
+      const img = await newStore({ insecureRegistries: [flaky.host] }).pull(`${flaky.host}/kip/busybox:v1`);
+      assert.ok(await pathExists(path.join(img.rootfs, 'bin/busybox')));
+      assert.equal(flaky.requests.filter((r) => r.includes('/manifests/')).length, 3);
+
+      const store = newStore({ insecureRegistries: [down.host], requestAttempts: 2 });
+      const err = await expectPullError(store.pull(`${down.host}/kip/busybox:v1`), 'Unavailable');
+      assert.equal(err.status, 503);
+      assert.match(
+        err.message,
+        /answered 503 Service Unavailable .*\(UNAVAILABLE: try later\); the registry is failing, try again later/,
+      );
+      assert.equal(down.requests.length, 2);
+    } finally {
+      await flaky.stop();
+      await down.stop();
+    }
+  });
+
   it('shares one download among concurrent pulls of the same image', async () => {
     const proxy = await startRegistryProxy(reg.host);
     try {

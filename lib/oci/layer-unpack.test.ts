@@ -114,6 +114,18 @@ describe('layer unpacking', () => {
     );
   });
 
+  it('refuses a symlink loop on the way to an entry', async () => {
+    await assert.rejects(
+      apply([
+        { name: 'a', type: 'symlink', linkname: 'b' },
+        { name: 'b', type: 'symlink', linkname: 'a' },
+        { name: 'a/x', body: 'x' },
+      ]),
+      (err: unknown) =>
+        err instanceof LayerFormatError && /too many levels of symbolic links/.test(err.message),
+    );
+  });
+
   it('applies whiteouts, including of directories, and ignores whiteouts of missing paths', async () => {
     await apply([
       { name: 'a/keep', body: '1' },

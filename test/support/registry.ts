@@ -238,6 +238,8 @@ async function waitUp(host: string, tls: boolean, proc: ChildProcess): Promise<b
 export interface ProxyOptions {
   /** Flip one byte in the body of responses whose path matches (default: none). */
   corrupt?: RegExp;
+  /** Answer the first N requests 503 Service Unavailable without forwarding them. */
+  failFirst?: number;
 }
 
 export interface StartedProxy {
@@ -248,14 +250,22 @@ export interface StartedProxy {
 }
 
 /**
- * A plain-http proxy in front of `target` (`host:port`) that counts requests and can flip a byte
- * in chosen responses, to test digest verification and download sharing through the real client.
+ * A plain-http proxy in front of `target` (`host:port`) that counts requests, can flip a byte in
+ * chosen responses and fail the first requests, to test digest verification, download sharing and
+ * retries through the real client.
  */
 export async function startRegistryProxy(target: string, opts: ProxyOptions = {}): Promise<StartedProxy> {
   const requests: string[] = [];
   const [thost, tport] = target.split(':');
+  let failures = opts.failFirst ?? 0;
   const server = http.createServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
+    if (failures > 0) {
+      failures--;
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'try later' }] }));
+      return;
+    }
     const headers = { ...req.headers, host: target };
     const up = http.request(
       { host: thost, port: Number(tport), method: req.method, path: req.url, headers },
