@@ -69,6 +69,8 @@ export class ContainerRunner {
   latest?: Instance;
   previous?: Instance;
   private instances = 0;
+  /** Instances runc was asked to start; the second and later ones are restarts. */
+  private spawned = 0;
 
   constructor(
     readonly spec: V1Container,
@@ -198,7 +200,7 @@ export class ContainerRunner {
         return existsSync(pidFile);
       })(),
     ]);
-    if (this.instances > 1) this.restartCount++;
+    if (++this.spawned > 1) this.restartCount++;
     if (this.latest) this.previous = this.latest;
     this.latest = instance;
     this.current = instance;

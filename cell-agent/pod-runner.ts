@@ -259,12 +259,22 @@ export class PodRunner {
       } catch (e) {
         if (signal.aborted) return false;
         const msg = (e as Error).message;
+        const why = (e as { reason?: string }).reason;
         this.log.warn({ image: ref, err: msg, container: r.name }, 'image pull failed');
-        r.setWaiting('ErrImagePull', `Failed to pull image "${ref}": ${msg}`);
+        // The kubelet's own reasons for an unparsable name and for a missing image it may not pull.
+        if (why === 'InvalidReference')
+          r.setWaiting('InvalidImageName', `Failed to apply default image tag "${ref}": ${msg}`);
+        else if (why === 'NotFound' && r.spec.imagePullPolicy === 'Never')
+          r.setWaiting(
+            'ErrImageNeverPull',
+            `Container image "${ref}" is not present with pull policy of Never`,
+          );
+        else r.setWaiting('ErrImagePull', `Failed to pull image "${ref}": ${msg}`);
         const delay = backoff.next(0);
         try {
           await sleep(Math.min(1000, delay / 2), signal);
-          r.setWaiting('ImagePullBackOff', `Back-off pulling image "${ref}"`);
+          if (r.state.waiting?.reason === 'ErrImagePull')
+            r.setWaiting('ImagePullBackOff', `Back-off pulling image "${ref}"`);
           await sleep(Math.max(0, delay - Math.min(1000, delay / 2)), signal);
         } catch {
           return false;
