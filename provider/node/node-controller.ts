@@ -121,14 +121,29 @@ export class NodeController {
       if (signal.aborted) break;
       const changed = await this.checkHealth(signal);
       const due = this.clock.now() >= nextStatus;
-      if (!changed && !due) continue;
       try {
+        // Between status writes, a cheap read notices a deleted node within one ping interval.
+        if (!changed && !due) {
+          if (await this.exists()) continue;
+          this.opts.log.warn({ node: this.name }, 'the node was deleted or replaced; registering it again');
+          await this.ensureNode();
+        }
         await this.patchStatus();
         nextStatus = this.clock.now() + this.statusIntervalMs;
       } catch (err) {
         this.opts.log.warn({ err: (err as Error).message, node: this.name }, 'node status update failed');
         nextStatus = this.clock.now() + this.pingIntervalMs;
       }
+    }
+  }
+
+  /** Whether the node object exists (errors other than 404 count as "yes": nothing to repair). */
+  private async exists(): Promise<boolean> {
+    try {
+      const live = await this.opts.core.readNode({ name: this.name });
+      return live.metadata?.uid === this.uid;
+    } catch (err) {
+      return apiStatus(err) !== 404;
     }
   }
 

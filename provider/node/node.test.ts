@@ -41,7 +41,8 @@ describe('virtual node and lease (kube emulator, kubectl)', function () {
         },
       ],
       log,
-      statusIntervalMs: 400,
+      // Status far apart: a deleted node must be noticed by the ping-interval check.
+      statusIntervalMs: 60_000,
       pingIntervalMs: 100,
     });
     leaseCtl = new LeaseController({
@@ -177,11 +178,20 @@ describe('virtual node and lease (kube emulator, kubectl)', function () {
       }),
     );
     const before = nodeCtl.nodeUid();
-    await new Promise((r) => setTimeout(r, 600));
-    const node = await kube.kubectlJson<V1Node>('get', 'node', 'kip');
+    // A readiness change makes the controller write its status.
+    etcdHealthy = false;
+    const node = await eventually(
+      async () => {
+        const n = await kube.kubectlJson<V1Node>('get', 'node', 'kip');
+        return n.status!.conditions!.find((c) => c.type === 'Ready')!.status === 'False' && n;
+      },
+      5000,
+      'a status write',
+    );
+    etcdHealthy = true;
     assert.ok(node.status!.conditions!.some((c) => c.type === 'ExampleCheck'));
-    assert.ok(node.status!.conditions!.some((c) => c.type === 'Ready'));
     assert.equal(nodeCtl.nodeUid(), before);
+    await eventually(async () => nodeCtl.health().ok, 5000, 'healthy again');
   });
 
   it('re-creates the node after it is deleted, and moves the lease owner to it', async () => {
