@@ -69,6 +69,27 @@ export interface ComputeApiOptions {
   quotaWindowMs?: number;
   backoff?: BackoffOptions;
   log?: Logger;
+  /** Told of every attempt with its HTTP status ('200', '503', ...; 'error' for network failures), for metrics. */
+  onCall?: (method: string, code: string) => void;
+}
+
+const HTTP_OF_GRPC: Record<number, string> = {
+  3: '400',
+  4: '504',
+  5: '404',
+  6: '409',
+  7: '403',
+  8: '429',
+  9: '412',
+  10: '409',
+  13: '500',
+  14: '503',
+};
+
+/** The HTTP status a failed call had, as far as the client library's error tells. */
+export function httpCodeOf(err: unknown): string {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'number' ? (HTTP_OF_GRPC[code] ?? 'error') : 'error';
 }
 
 /** Call options that turn off the library's own retries, so every attempt passes the limiter. */
@@ -89,8 +110,10 @@ export class ComputeApi {
   private readonly backoff: BackoffOptions;
   private readonly counts = new Map<string, number>();
   private readonly log: Logger | undefined;
+  private readonly onCall: ((method: string, code: string) => void) | undefined;
 
   constructor(opts: ComputeApiOptions) {
+    this.onCall = opts.onCall;
     this.clients = opts.clients;
     this.windowMs = opts.quotaWindowMs ?? 60_000;
     this.limiter = new RateLimiter({
@@ -114,7 +137,14 @@ export class ComputeApi {
         async () => {
           await this.limiter.acquire(bucket);
           this.counts.set(method, (this.counts.get(method) ?? 0) + 1);
-          return await fn();
+          try {
+            const result = await fn();
+            this.onCall?.(method, '200');
+            return result;
+          } catch (e) {
+            this.onCall?.(method, httpCodeOf(e));
+            throw e;
+          }
         },
         (err, attempt) => {
           const f = classifyApiError(err);

@@ -270,7 +270,13 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
     await emu.admin.setQuotas({ readRequestsPerMinute: 40, writeRequestsPerMinute: 28, windowMs });
     await emu.admin.setFaults({ errorRate: 0.3, errorKinds: ['503'], lostResponseRate: 0.1 });
     await emu.admin.resetCalls();
-    const p = provider({ readRequestsPerMinute: 30, writeRequestsPerMinute: 21, quotaWindowMs: windowMs });
+    const codes = new Map<string, number>();
+    const p = provider({
+      readRequestsPerMinute: 30,
+      writeRequestsPerMinute: 21,
+      quotaWindowMs: windowMs,
+      onCall: (_method, code) => codes.set(code, (codes.get(code) ?? 0) + 1),
+    });
     await p.instanceTypes();
     const specs = Array.from({ length: 30 }, (_, i) =>
       cellFor(pod({ cpu: `${100 + i * 50}m`, memory: '512Mi' })),
@@ -287,6 +293,12 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
     assert.equal(refused, 0, `calls over quota: ${JSON.stringify(calls.byMethod)}`);
     const injected = Object.values(calls.byMethod).reduce((n, m) => n + (m.codes['503'] ?? 0), 0);
     assert.ok(injected > 10, `503s were injected (${injected})`);
+    // The metrics hook saw every attempt the emulator answered.
+    assert.equal(codes.get('503'), injected);
+    assert.equal(
+      [...codes.values()].reduce((a, b) => a + b, 0),
+      Object.values(p.api.callCounts()).reduce((a, b) => a + b, 0),
+    );
 
     // Injected 403 rateLimitExceeded and 429 too: backoff holds the bucket and every cell still comes up.
     await emu.admin.setFaults({

@@ -86,6 +86,8 @@ export interface GceCloudProviderOptions {
   prices?: PriceTable;
   backoff?: BackoffOptions;
   log?: Logger;
+  /** Told of every Compute API attempt (method, HTTP status), e.g. to feed kip_cloud_api_calls_total. */
+  onCall?: (method: string, code: string) => void;
 }
 
 const FULL_SCOPES = ['https://www.googleapis.com/auth/cloud-platform'];
@@ -133,6 +135,7 @@ export class GceCloudProvider implements CloudProvider {
       quotaWindowMs: opts.quotaWindowMs,
       backoff: opts.backoff,
       log: opts.log,
+      onCall: opts.onCall,
     });
   }
 

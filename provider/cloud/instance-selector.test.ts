@@ -20,6 +20,31 @@ const req = (cpuMillis: number, memoryBytes: number, extra: Partial<ShapeRequest
   ...extra,
 });
 
+describe('instance types and offerings', () => {
+  it('price every zone and capacity type, with the Karpenter-style helpers', () => {
+    let down = false;
+    const types = catalog.instanceTypes(
+      (zone, family, cap) => down && zone === zones[0] && family === 'e2' && cap === 'spot',
+    );
+    const micro = types.find((t) => t.name === 'e2-micro')!;
+    assert.equal(micro.offerings.length, 4);
+    assert.equal(micro.offerings.cheapest()!.capacityType, 'spot');
+    assert.equal(micro.offerings.compatible({ capacityTypes: ['on-demand'] }).cheapest()!.price, 0.008376);
+    assert.deepEqual(
+      micro.offerings.compatible({ zones: [zones[1]!] }).items.map((o) => o.zone),
+      [zones[1], zones[1]],
+    );
+    down = true;
+    const marked = catalog.instanceTypes(
+      (zone, family, cap) => down && zone === zones[0] && family === 'e2' && cap === 'spot',
+    );
+    const m2 = marked.find((t) => t.name === 'e2-micro')!;
+    assert.equal(m2.offerings.available().length, 3);
+    assert.equal(m2.offerings.available().cheapest()!.zone, zones[1]);
+    assert.ok(types.every((t) => t.offerings.length > 0 && t.offerings.items.every((o) => o.price > 0)));
+  });
+});
+
 describe('right-sizing', () => {
   const sel = new InstanceSelector({ catalog });
 
