@@ -208,6 +208,22 @@ describe('ImageStore against the real docker-registry', function () {
     // The kubelet reports the digest the tag resolves to: the index's.
     assert.equal(img.digest, indexDigest);
 
+    // The same index as a Docker manifest list.
+    const listRef = await pushImage(layout, 'v1', reg.host, undefined, {
+      repository: 'kip/multiarch-docker',
+      format: 'v2s2',
+    });
+    const listRes = await fetch(`http://${reg.host}/v2/kip/multiarch-docker/manifests/v1`, {
+      headers: { accept: 'application/vnd.docker.distribution.manifest.list.v2+json' },
+    });
+    assert.equal(
+      listRes.headers.get('content-type'),
+      'application/vnd.docker.distribution.manifest.list.v2+json',
+    );
+    const fromList = await newStore().pull(listRef);
+    assert.equal(await fs.readFile(path.join(fromList.rootfs, 'platform.txt'), 'utf8'), 'amd64');
+    assert.equal(fromList.digest, listRes.headers.get('docker-content-digest'));
+
     const arm = await newStore({ platform: { os: 'linux', architecture: 'arm64' } }).pull(ref);
     assert.equal(await fs.readFile(path.join(arm.rootfs, 'platform.txt'), 'utf8'), 'arm64');
     const err = await expectPullError(
