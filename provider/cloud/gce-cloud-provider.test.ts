@@ -4,7 +4,7 @@ import { FirewallsClient } from '@google-cloud/compute';
 import type { V1Pod } from '@kubernetes/client-node';
 import { startGceEmulator, type GceEmulator } from '../../test/support/gce.ts';
 import type { CellInstance, CellSpec } from './cloud-provider.ts';
-import { InvalidRequestError } from './errors.ts';
+import { InvalidRequestError, QuotaExceededError } from './errors.ts';
 import { GceCloudProvider, type GceCloudProviderOptions } from './gce-cloud-provider.ts';
 import { InstanceObserver } from './instance-observer.ts';
 import { cellNetworkTag, firewallName } from './instance-names.ts';
@@ -90,7 +90,12 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
       methods: [],
       errorKinds: ['503'],
     });
-    await emu.admin.setQuotas({ readRequestsPerMinute: 0, writeRequestsPerMinute: 0, windowMs: 60_000 });
+    await emu.admin.setQuotas({
+      readRequestsPerMinute: 0,
+      writeRequestsPerMinute: 0,
+      windowMs: 60_000,
+      limits: { CPUS: 2400, N2_CPUS: 2400, N2D_CPUS: 2400, T2D_CPUS: 2400 },
+    });
   });
   after(async () => {
     await Promise.all(providers.map((p) => p.close()));
@@ -342,6 +347,22 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
     assert.equal(c.capacityType, 'on-demand');
     assert.ok(p.unavailable.entries().some((e) => e.offering.endsWith('/spot')));
     await Promise.all([a, b, c].map((x) => p.delete(x)));
+  });
+
+  it('moves to another series when a regional CPU quota is spent, and says which quota when all are', async () => {
+    const p = provider();
+    await emu.admin.setQuotas({ limits: { CPUS: 0 } }); // E2 and N1 count against CPUS
+    const a = await p.create(cellFor(pod({ cpu: '1', memory: '2Gi' })));
+    assert.ok(!['e2', 'custom'].includes(a.machineType.split('-')[0]!), a.machineType);
+    await emu.admin.setQuotas({ limits: { CPUS: 0, N2_CPUS: 0, N2D_CPUS: 0, T2D_CPUS: 0 } });
+    await assert.rejects(
+      p.create(cellFor(pod({ cpu: '1', memory: '2Gi' }))),
+      (e: unknown) =>
+        e instanceof QuotaExceededError &&
+        /Quota '\w*CPUS' exceeded/.test(e.message) &&
+        /raise the quota/.test(e.action),
+    );
+    await p.delete(a);
   });
 
   it('collects orphans: owned, no cell record, seen twice', async () => {
