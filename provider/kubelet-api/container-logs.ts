@@ -81,9 +81,14 @@ export async function serveContainerLogs(
         sent += buf.length;
       }
       if (buf.length && !res.write(buf)) {
-        await new Promise((r) => {
-          res.once('drain', r);
-          res.once('close', r);
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
         });
       }
       if ((opts.limitBytes !== undefined && sent >= opts.limitBytes) || abort.signal.aborted) {
