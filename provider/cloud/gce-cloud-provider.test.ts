@@ -396,6 +396,21 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
     const lists = p.api.callCounts()['instances.list']!;
     await observer.refresh();
     assert.equal(p.api.callCounts()['instances.list']! - lists, emu.zones.length);
+    // Waiting for a cell to run is a wait on the listings, not a get per VM.
+    const gets = p.api.callCounts()['instances.get'] ?? 0;
+    const ticking = new InstanceObserver({ provider: p, intervalMs: 100 });
+    ticking.start();
+    try {
+      const running = await ticking.waitFor(
+        kept.name,
+        (c) => c.status === 'RUNNING' && Boolean(c.internalIp),
+        10_000,
+      );
+      assert.match(running.internalIp!, /^198\.1[89]\./);
+    } finally {
+      ticking.stop();
+    }
+    assert.equal(p.api.callCounts()['instances.get'] ?? 0, gets);
     await p.delete(kept);
   });
 
