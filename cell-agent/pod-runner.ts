@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
+import type { V1Container, V1LifecycleHandler, V1Pod, V1Probe } from '@kubernetes/client-node';
 import type { ContainerStatus, PodCondition, PodStatusReply, PutPodRequest } from '../lib/cell-agent-api.ts';
 import type { Logger } from '../lib/log.ts';
 import { Backoff, sleep, type BackoffPolicy } from './backoff.ts';
@@ -11,7 +11,7 @@ import { ContainerRunner, type PodContext } from './container-runner.ts';
 import type { ImageSource, PulledImage } from './image-source.ts';
 import { mountTmpfs, mountsUnder, unmount } from './mounts.ts';
 import { writePodNetworkFiles } from './network.ts';
-import { runProbeLoop, type ProbeTarget } from './probes.ts';
+import { probeOnce, runProbeLoop, type ProbeTarget } from './probes.ts';
 import { parseQuantity } from '../lib/quantity.ts';
 import type { Runc } from './runc.ts';
 import { podConditions, podPhase, qosClass } from './status.ts';
@@ -294,6 +294,15 @@ export class PodRunner {
       let ranMs: number;
       try {
         const inst = await r.start();
+        const postStart = r.spec.lifecycle?.postStart;
+        // As with the kubelet, probes wait for postStart; a failed hook kills the container.
+        if (
+          postStart &&
+          !(await this.runHook(r, inst.runcId, postStart, this.pod.spec?.terminationGracePeriodSeconds ?? 30))
+        ) {
+          this.log.info({ container: r.name }, 'postStart hook failed; killing the container');
+          await this.stopContainer(r, this.pod.spec?.terminationGracePeriodSeconds ?? 30, false);
+        }
         const probes = this.startProbes(r, inst.runcId);
         const t = await inst.exited;
         probes.abort();
@@ -328,10 +337,9 @@ export class PodRunner {
   }
 
   /** Starts the container's startup, liveness and readiness probes for one instance. */
-  private startProbes(r: ContainerRunner, runcId: string): AbortController {
-    const ac = new AbortController();
-    this.probeTimers.add(ac);
-    const target: ProbeTarget = {
+  /** Where a container's probes and lifecycle hooks act: its pod IP, its ports, `runc exec`. */
+  private probeTarget(r: ContainerRunner, runcId: string): ProbeTarget {
+    return {
       podIP: this.deps.podIP ?? '127.0.0.1',
       ports: r.spec.ports ?? [],
       exec: (args, timeoutMs) =>
@@ -342,6 +350,32 @@ export class PodRunner {
           p.once('error', (e) => (clearTimeout(t), reject(e)));
         }),
     };
+  }
+
+  /**
+   * Runs a postStart/preStop handler (exec, httpGet, tcpSocket or sleep) within `timeoutSeconds`;
+   * resolves with whether it succeeded.
+   */
+  private async runHook(
+    r: ContainerRunner,
+    runcId: string,
+    hook: V1LifecycleHandler,
+    timeoutSeconds: number,
+  ): Promise<boolean> {
+    if (hook.sleep) {
+      await sleep(Math.min(hook.sleep.seconds, timeoutSeconds) * 1000);
+      return true;
+    }
+    return probeOnce(
+      { ...hook, timeoutSeconds: Math.max(1, timeoutSeconds) } as V1Probe,
+      this.probeTarget(r, runcId),
+    );
+  }
+
+  private startProbes(r: ContainerRunner, runcId: string): AbortController {
+    const ac = new AbortController();
+    this.probeTimers.add(ac);
+    const target = this.probeTarget(r, runcId);
     const kill = (probe: V1Probe, why: string) => {
       this.log.info({ container: r.name, why }, 'probe failed; restarting container');
       ac.abort();
@@ -379,9 +413,16 @@ export class PodRunner {
   }
 
   /** SIGTERM, then SIGKILL after `graceSeconds` if the instance is still running. */
-  private async stopContainer(r: ContainerRunner, graceSeconds: number): Promise<void> {
+  private async stopContainer(r: ContainerRunner, graceSeconds: number, preStop = true): Promise<void> {
     const inst = r.current;
     if (!inst || inst.done) return;
+    const started = Date.now();
+    const hook = r.spec.lifecycle?.preStop;
+    // preStop runs first and counts against the grace period, as with the kubelet.
+    if (preStop && hook && graceSeconds > 0) {
+      await Promise.race([this.runHook(r, inst.runcId, hook, graceSeconds), inst.exited]).catch(() => false);
+    }
+    graceSeconds = Math.max(0, graceSeconds - (Date.now() - started) / 1000);
     // The image's StopSignal replaces SIGTERM, as with the kubelet.
     await r.signal(r.image?.config.StopSignal?.replace(/^SIG/, '') ?? 'TERM');
     const killed = await Promise.race([

@@ -317,6 +317,15 @@ export function validatePutPod(body: unknown): PutPodRequest {
         if (key === 'initContainers' && p !== 'startupProbe')
           fail(`${f}.${p}`, 'may not be set on an init container');
       }
+      for (const h of ['postStart', 'preStop'] as const) {
+        const hook = c.lifecycle?.[h];
+        if (!hook) continue;
+        const kinds = (['exec', 'httpGet', 'tcpSocket', 'sleep'] as const).filter(
+          (k) => hook[k] !== undefined,
+        );
+        if (kinds.length !== 1)
+          fail(`${f}.lifecycle.${h}`, 'must set exactly one of exec, httpGet, tcpSocket, sleep');
+      }
       if (c.stdin || c.tty) fail(`${f}.${c.stdin ? 'stdin' : 'tty'}`, 'is not supported on a cell');
     });
   check(spec.containers, 'containers');

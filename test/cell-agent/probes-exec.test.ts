@@ -234,6 +234,8 @@ describe('cell agent: probes, exec, stats and graceful delete', function () {
               '-c',
               'trap "echo got TERM; exit 0" TERM; echo started; while :; do sleep 0.1; done',
             ],
+            // Writes to the container's own stdout, so the log shows the hook ran before SIGTERM.
+            lifecycle: { preStop: { exec: { command: ['sh', '-c', 'echo preStop > /proc/1/fd/1'] } } },
           },
           {
             name: 'stubborn',
@@ -256,7 +258,7 @@ describe('cell agent: probes, exec, stats and graceful delete', function () {
     assert.equal(s.phase, 'Failed');
     assert.equal(s.deleted, true);
     assert.equal(s.conditions.find((c) => c.type === 'PodReadyToStartContainers')!.status, 'False');
-    assert.equal(await text(await agent.client.logs('polite')), 'started\ngot TERM\n');
+    assert.equal(await text(await agent.client.logs('polite')), 'started\npreStop\ngot TERM\n');
     assert.match(await text(await agent.client.logs('stubborn')), /ignoring TERM/);
   });
 });
