@@ -176,6 +176,22 @@ describe('layer unpacking', () => {
     assert.equal(await read('y/z'), 'z');
   });
 
+  it('forgets a symlinked path once a directory replaces the symlink', async () => {
+    await apply([
+      { name: 'real/sub/old', body: 'o' },
+      { name: 'link', type: 'symlink', linkname: 'real' },
+    ]);
+    await apply([
+      { name: 'link/sub/through', body: 't' },
+      { name: 'link/', type: 'directory' },
+      { name: 'link/sub/own', body: 'n' },
+    ]);
+    assert.equal(await read('real/sub/through'), 't');
+    assert.equal((await fs.lstat(path.join(root, 'link'))).isDirectory(), true);
+    assert.equal(await read('link/sub/own'), 'n');
+    assert.equal(await exists('real/sub/own'), false);
+  });
+
   it('reads uncompressed layers and refuses a corrupt one', async () => {
     await apply([{ name: 'plain', body: 'p' }], false);
     assert.equal(await read('plain'), 'p');

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -106,13 +107,14 @@ class RootfsWriter {
     return candidate;
   }
 
-  /** Removes `abs` (a directory recursively) and forgets cached directories at or under it. */
-  private async remove(abs: string): Promise<void> {
+  /** Removes `abs` (a directory recursively), if it exists. */
+  private async remove(abs: string, known?: Stats): Promise<void> {
+    const st = known ?? (await this.lstatOrUndefined(abs));
+    if (!st) return;
     await fs.rm(abs, { recursive: true, force: true });
-    const prefix = `${abs}/`;
-    for (const [rel, real] of this.dirs) {
-      if (real === abs || real.startsWith(prefix)) this.dirs.delete(rel);
-    }
+    // Resolved directories may lead through what was removed (a directory, or a symlink some
+    // cached path went through): forget them all. Removing a plain file changes none.
+    if (st.isDirectory() || st.isSymbolicLink()) this.dirs.clear();
   }
 
   private async lstatOrUndefined(abs: string) {
@@ -155,14 +157,14 @@ class RootfsWriter {
     const mtime = header.mtime ?? new Date(0);
 
     if (header.type === 'directory') {
-      if (existing && !existing.isDirectory()) await this.remove(target);
+      if (existing && !existing.isDirectory()) await this.remove(target, existing);
       if (!existing || !existing.isDirectory()) await fs.mkdir(target, { mode: 0o755 });
       this.dirs.set(rel, target);
       await this.own(target, uid, gid, mode);
       this.dirTimes.push({ abs: target, mtime });
       return;
     }
-    if (existing) await this.remove(target);
+    if (existing) await this.remove(target, existing);
 
     switch (header.type) {
       case 'file':
