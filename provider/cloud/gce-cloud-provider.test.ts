@@ -7,6 +7,8 @@ import type { CellInstance, CellSpec } from './cloud-provider.ts';
 import { InvalidRequestError, QuotaExceededError } from './errors.ts';
 import { GceCloudProvider, type GceCloudProviderOptions } from './gce-cloud-provider.ts';
 import { InstanceObserver } from './instance-observer.ts';
+import { validateProviderConfig } from '../config.ts';
+import { gceCloudProviderFromConfig } from './from-config.ts';
 import { cellNetworkTag, firewallName } from './instance-names.ts';
 import { OrphanCollector } from './orphan-collector.ts';
 import { cellRequestFromPod } from './pod-resources.ts';
@@ -412,6 +414,25 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
     }
     assert.equal(p.api.callCounts()['instances.get'] ?? 0, gets);
     await p.delete(kept);
+  });
+
+  it('is built from the provider config file', async () => {
+    const cfg = validateProviderConfig({
+      cloud: {
+        project: emu.project,
+        endpoint: { host: emu.host, port: emu.port },
+        networkTags: ['kip-cell', 'lab'],
+      },
+      cells: { defaultMachineType: 'e2-medium', diskSizeGb: 12 },
+    });
+    const p = gceCloudProviderFromConfig(cfg, `cfg-${process.pid}`);
+    providers.push(p);
+    const vm = await p.create(cellFor(pod({})));
+    assert.equal(vm.machineType, 'e2-medium');
+    const inst = (await emu.admin.instance(vm.zone, vm.name)).instance as Record<string, never>;
+    assert.equal((inst.disks as Array<{ diskSizeGb: string }>)[0]!.diskSizeGb, '12');
+    assert.ok((inst.tags as { items: string[] }).items.includes('lab'));
+    await p.delete(vm);
   });
 
   it('lists only this cluster’s VMs', async () => {
