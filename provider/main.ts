@@ -53,6 +53,19 @@ function loadKubeConfig(cfg: ProviderConfig): KubeConfig {
   return kc;
 }
 
+/**
+ * In a cluster, the service account's CA is the cluster CA, which on GKE also signs the API
+ * server's kubelet client certificate: the default client CA when none is configured.
+ */
+function inClusterCA(cfg: ProviderConfig): string | undefined {
+  if (cfg.kubeconfig) return undefined;
+  try {
+    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/ca.crt', 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 function splitHostPort(listen: string): { host: string; port: number } {
   const i = listen.lastIndexOf(':');
   return { host: listen.slice(0, i) || '0.0.0.0', port: Number(listen.slice(i + 1)) };
@@ -70,7 +83,7 @@ async function main(): Promise<void> {
   const tlsFiles = cfg.kubeletApi.tls;
   const clientCAPem = tlsFiles?.clientCAFile
     ? readConfigFile(tlsFiles.clientCAFile, 'kubeletApi.tls.clientCAFile')
-    : undefined;
+    : inClusterCA(cfg);
   const servingFiles = tlsFiles?.certFile
     ? {
         certPem: readConfigFile(tlsFiles.certFile, 'kubeletApi.tls.certFile'),
