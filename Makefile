@@ -120,3 +120,7 @@ app/uninstall: ## remove an instance; refuses while cells run unless FORCE=1 (ne
 app/crd: ## apply the Application CRD to a cluster that lacks it (needs a cluster)
 	$(app_need_cluster)
 	kubectl apply -f manifest/app-crd.yaml
+
+.PHONY: bench-kube-emulator
+bench-kube-emulator: ## kube emulator writes/s and watch fan-out to 10 watchers
+	npx tsx bench/kube-emulator.ts
