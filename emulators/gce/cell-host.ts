@@ -65,6 +65,7 @@ interface Lock {
 interface Cell {
   info: CellInfo;
   ip: string;
+  booting?: Promise<void>;
   proc?: ChildProcess;
   exited?: Promise<void>;
 }
@@ -214,16 +215,31 @@ export class NetnsHypervisor implements Hypervisor {
     await run('ip', ['netns', 'del', ns]).catch(() => undefined);
   }
 
-  async boot(cell: CellBoot): Promise<CellInfo> {
+  boot(cell: CellBoot): Promise<CellInfo> {
     const key = `${cell.zone}/${cell.name}`;
     const n = (this.seq++).toString(36);
     const netns = `${this.nsPrefix}${n}`;
-    const hostVeth = `kg${this.tag}v${n}`.slice(0, 15);
     const cellDir = join(this.opts.stateDir, 'cells', cell.zone, cell.name);
     mkdirSync(cellDir, { recursive: true });
     const logFile = join(cellDir, 'agent.log');
     const entry: Cell = { info: { netns, logFile, state: 'idle' }, ip: cell.ip };
     this.cells.set(key, entry);
+    // A stop that arrives mid-boot waits for it, so nothing is created after the teardown.
+    const booting = this.bootInto(entry, cell, { key, netns, n, cellDir, logFile });
+    entry.booting = booting.then(
+      () => undefined,
+      () => undefined,
+    );
+    return booting;
+  }
+
+  private async bootInto(
+    entry: Cell,
+    cell: CellBoot,
+    at: { key: string; netns: string; n: string; cellDir: string; logFile: string },
+  ): Promise<CellInfo> {
+    const { key, netns, cellDir, logFile } = at;
+    const hostVeth = `kg${this.tag}v${at.n}`.slice(0, 15);
     await run('ip', ['netns', 'add', netns]);
     await run('ip', [
       'link',
@@ -314,6 +330,7 @@ export class NetnsHypervisor implements Hypervisor {
     const cell = this.cells.get(key);
     if (!cell) return;
     this.cells.delete(key);
+    await cell.booting;
     if (cell.proc && cell.info.state === 'running') {
       cell.proc.kill('SIGTERM');
       let timer: NodeJS.Timeout | undefined;

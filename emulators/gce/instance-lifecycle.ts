@@ -72,11 +72,11 @@ export async function runInsert(
 async function bootLater(ctx: EmulatorContext, rec: InstanceRecord): Promise<void> {
   await ctx.ops.sleep(ctx.cfg.delays.stagingMs + ctx.cfg.faults.bootDelayMs);
   if (gone(ctx, rec)) return;
-  rec.res.status = 'RUNNING';
-  rec.res.lastStartTimestamp = timestamp();
   const boot = rec.res.disks.find((d) => d.boot === true);
   const disk = boot ? ctx.disks.get(`${rec.zone}/${String(boot.source).split('/').pop()}`) : undefined;
   const agentConfig = rec.res.metadata.items?.find((i) => i.key === 'kip-cell-agent-config')?.value;
+  // The machine's network exists before anyone sees RUNNING, so a client that connects at once
+  // reaches the address instead of stalling on ARP for a namespace still being made.
   try {
     await ctx.hypervisor.boot({
       zone: rec.zone,
@@ -89,6 +89,9 @@ async function bootLater(ctx: EmulatorContext, rec: InstanceRecord): Promise<voi
     ctx.log.error({ err: e, instance: rec.res.name }, 'cell boot failed');
     rec.res.statusMessage = `cell boot failed: ${(e as Error).message}`;
   }
+  if (gone(ctx, rec)) return;
+  rec.res.status = 'RUNNING';
+  rec.res.lastStartTimestamp = timestamp();
 }
 
 /** Stops the machine and gives back the instance's quota (a TERMINATED instance holds none). */
