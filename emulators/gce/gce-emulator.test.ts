@@ -52,7 +52,10 @@ describe('Compute Engine emulator through @google-cloud/compute', function () {
   let zoneOps: ZoneOperationsClient;
 
   before(async () => {
-    emu = await startGceEmulator({ project: 'kip-test-project' });
+    emu = await startGceEmulator({
+      project: 'kip-test-project',
+      config: { quotas: { limits: { G2_CPUS: 48 } } },
+    });
     project = emu.project;
     instances = new InstancesClient(emu.clientOptions);
     zoneOps = new ZoneOperationsClient(emu.clientOptions);
@@ -104,6 +107,11 @@ describe('Compute Engine emulator through @google-cloud/compute', function () {
     const cpus = region.quotas!.find((q) => q.metric === 'CPUS')!;
     assert.equal(cpus.limit, 2400);
     assert.ok(region.quotas!.some((q) => q.metric === 'N2_CPUS'));
+    assert.equal(
+      region.quotas!.find((q) => q.metric === 'G2_CPUS')!.limit,
+      48,
+      'the config file sets limits',
+    );
 
     const mt = new MachineTypesClient(emu.clientOptions);
     const [types] = await mt.list({ project, zone: A });
@@ -392,6 +400,20 @@ describe('Compute Engine emulator through @google-cloud/compute', function () {
       assert.equal(got.name, op2.name);
     } finally {
       await emu.admin.setDelays({ operationPendingMs: 20, waitMaxMs: 120000 });
+    }
+  });
+
+  it('delays boots by faults.bootDelayMs', async () => {
+    await emu.admin.setFaults({ bootDelayMs: 600 });
+    try {
+      await done(await insert(vm('vm-late', 'e2-micro')));
+      const t0 = Date.now();
+      const [staging] = await instances.get({ project, zone: A, instance: 'vm-late' });
+      assert.equal(staging.status, 'STAGING');
+      await running('vm-late');
+      assert.ok(Date.now() - t0 >= 400, `RUNNING after ${Date.now() - t0} ms`);
+    } finally {
+      await emu.admin.setFaults({ bootDelayMs: 0 });
     }
   });
 
