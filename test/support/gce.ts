@@ -153,8 +153,8 @@ export async function startGceEmulator(
     proc,
     stderr: () => proc.stderr(),
     async stop() {
-      // npm does not pass SIGTERM on to the emulator, so signal the emulator itself (its ready
-      // line names its pid) and wait for it to tear its cells and bridge down.
+      // Signal the emulator itself (its ready line names its pid) and wait until it has torn its
+      // cells and bridge down, whatever the launcher chain does with signals.
       await stopPid(r.pid);
       await proc.stop(15000);
       rmSync(dir, { recursive: true, force: true });
