@@ -64,3 +64,37 @@ export interface PodNotifier {
    */
   notifyPods(notify: (pod: V1Pod) => void): void;
 }
+
+/** A cell's VM started running for a pod: the moment billing of the cell begins. */
+export interface CellStartedUsage {
+  cellName: string;
+  podUid: string;
+  namespace: string;
+  podName: string;
+  machineType: string;
+  zone: string;
+  spot: boolean;
+  vcpus: number;
+  memoryMiB: number;
+  gpus: number;
+  /** When GCE reported the VM RUNNING (as observed by the provider). */
+  at: Date;
+}
+
+/** A cell's VM is gone: billing of the cell ends. */
+export interface CellStoppedUsage {
+  cellName: string;
+  /** When the VM delete completed. */
+  at: Date;
+}
+
+/**
+ * Hook for metering (provider/metering/). The cell manager calls it when a cell's VM is reported
+ * RUNNING and when its deletion completes. Optional: with no usage reporter configured
+ * (`usageReporter.url` empty) nothing is passed and no calls are made. Implementations must not
+ * throw for a repeated call (a provider restart may report the same cell again).
+ */
+export interface CellUsageMeter {
+  cellStarted(usage: CellStartedUsage): void | Promise<void>;
+  cellStopped(usage: CellStoppedUsage): void | Promise<void>;
+}
