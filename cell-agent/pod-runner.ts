@@ -104,6 +104,7 @@ export class PodRunner {
   private readonly probeTimers = new Set<AbortController>();
   /** Why the pod could not be set up (volumes, sandbox); reported on every container. */
   private setupError?: string;
+  private readonly createdAt = Date.now();
 
   constructor(
     readonly request: PutPodRequest,
@@ -143,6 +144,9 @@ export class PodRunner {
 
   private async run(): Promise<void> {
     const pod = this.pod;
+    // Pull every image at once, while the pod is set up; each container waits for its own when its turn comes.
+    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])])
+      void this.pull(c).catch(() => undefined);
     for (const d of ['etc', 'volumes', 'shm', 'containers', 'logs'])
       mkdirSync(join(this.podDir, d), { recursive: true });
     this.startTime = nowIso();
@@ -153,9 +157,11 @@ export class PodRunner {
       this.deps.podIP,
       this.request.dns,
     );
-    const volumes = await prepareVolumes(join(this.podDir, 'volumes'), pod, this.request.volumes ?? {});
-    await mountTmpfs(join(this.podDir, 'shm'), 64 * 1024 * 1024);
-    const namespaces = await this.startSandbox();
+    const [volumes, , namespaces] = await Promise.all([
+      prepareVolumes(join(this.podDir, 'volumes'), pod, this.request.volumes ?? {}),
+      mountTmpfs(join(this.podDir, 'shm'), 64 * 1024 * 1024),
+      this.startSandbox(),
+    ]);
     const ctx: PodContext = {
       pod,
       podDir: this.podDir,
@@ -187,9 +193,8 @@ export class PodRunner {
     if (this.init.length > 0) for (const r of this.app) r.state = { waiting: { reason: 'PodInitializing' } };
     this.sandboxReady = true;
     this.changed();
+    this.log.debug({ pod: this.uid, ms: Date.now() - this.createdAt }, 'pod sandbox and volumes ready');
     const signal = this.abort.signal;
-    // Pull every image at once; each container waits for its own when its turn comes.
-    for (const r of this.containers()) void this.pull(r.spec).catch(() => undefined);
     for (const r of this.init) {
       const ok = await this.runContainer(r, signal);
       if (!ok || signal.aborted) return this.complete();
@@ -208,17 +213,24 @@ export class PodRunner {
         '--',
         'sh',
         '-c',
-        'echo "$0" > /proc/sys/kernel/hostname && exec sleep infinity',
+        'echo "$0" > /proc/sys/kernel/hostname && echo ready && exec sleep infinity',
         this.hostname,
       ],
-      {
-        stdio: 'ignore',
-      },
+      { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.sandbox = proc;
-    await new Promise((r) => setTimeout(r, 20));
-    if (proc.exitCode !== null || proc.pid === undefined)
-      throw new Error('cannot create the pod sandbox (unshare failed)');
+    // "ready" comes once the namespaces exist and the hostname is set; only then may containers join.
+    let stderr = '';
+    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const ready = await new Promise<boolean>((resolve) => {
+      proc.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve(true));
+      proc.once('exit', () => resolve(false));
+      proc.once('error', () => resolve(false));
+    });
+    proc.stdout!.destroy();
+    proc.stderr!.destroy();
+    if (!ready || proc.pid === undefined)
+      throw new Error(`cannot create the pod sandbox: ${stderr.trim() || 'unshare failed'}`);
     return { ipc: `/proc/${proc.pid}/ns/ipc`, uts: `/proc/${proc.pid}/ns/uts` };
   }
 
@@ -255,6 +267,7 @@ export class PodRunner {
       r.setWaiting('ContainerCreating');
       try {
         r.image = await this.pull(r.spec);
+        this.log.debug({ pod: this.uid, container: r.name, ms: Date.now() - this.createdAt }, 'image ready');
         return true;
       } catch (e) {
         if (signal.aborted) return false;
@@ -294,6 +307,10 @@ export class PodRunner {
       let ranMs: number;
       try {
         const inst = await r.start();
+        this.log.debug(
+          { pod: this.uid, container: r.name, ms: Date.now() - this.createdAt },
+          'container started',
+        );
         const postStart = r.spec.lifecycle?.postStart;
         // As with the kubelet, probes wait for postStart; a failed hook kills the container.
         if (

@@ -27,7 +27,8 @@ export class StatsCollector {
     const atNs = process.hrtime.bigint();
     const time = new Date().toISOString();
     const prev = this.last.get(runcId);
-    this.last.set(runcId, { atNs, usageNs });
+    // Reads closer together than a second would give a noisy rate: keep the older sample as the base.
+    if (!prev || atNs - prev.atNs >= 1_000_000_000n) this.last.set(runcId, { atNs, usageNs });
     const cpu: CpuStats = { time, usageCoreNanoSeconds: usageNs };
     if (prev && atNs > prev.atNs)
       cpu.usageNanoCores = Math.max(
@@ -61,6 +62,8 @@ export class StatsCollector {
       const s = this.containerStats(inst.runcId, inst.startedAt, r.name, inst.cgroups);
       if (s) containers.push(s);
     }
+    const live = new Set(pod.containers().map((r) => r.current?.runcId));
+    for (const id of this.last.keys()) if (!live.has(id)) this.last.delete(id);
     const sum = (f: (c: ContainerStats) => number | undefined) =>
       containers.reduce((a, c) => a + (f(c) ?? 0), 0);
     const m = pod.pod.metadata!;
