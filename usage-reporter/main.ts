@@ -38,6 +38,8 @@ try {
     checkIntervalMs: flags.checkIntervalMs,
     requestTimeoutMs: flags.requestTimeoutMs,
     diskCleanupIntervalMs: flags.diskCleanupIntervalMs,
+    // Let the 503 go out, then stop without flushing: the in-memory state is not trustworthy.
+    onPersistFailure: () => setTimeout(() => process.exit(1), 100),
   });
   await pipeline.start();
   const { server, port } = await startHttpApi({ pipeline, registry, log, port: flags.localPort });

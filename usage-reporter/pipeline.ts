@@ -32,6 +32,8 @@ export interface PipelineOptions {
   requestTimeoutMs: number;
   /** How often the disk endpoint deletes expired files (60 s). */
   diskCleanupIntervalMs?: number;
+  /** Called when an accepted report cannot be written; main.ts exits so a restart reloads the disk state. */
+  onPersistFailure?: (err: Error) => void;
   /** Builds the Service Control client; tests and other embedders may swap it. */
   serviceControlClient?: (cfg: ServiceControlEndpointConfig, identityIndex: number) => ServiceControlApi;
 }
@@ -191,7 +193,12 @@ export class Pipeline {
     try {
       await this.store.commit();
     } catch (e) {
-      this.opts.log.error({ err: e }, 'cannot persist state');
+      // The report is in memory but not on disk, and its sender is told to send it again. Going
+      // on would bill it twice; stopping drops the unwritten state, and the restart reloads
+      // exactly what was answered 200.
+      this.opts.log.fatal({ err: e }, 'cannot persist state; stopping');
+      this.closing = true;
+      this.opts.onPersistFailure?.(e as Error);
       throw new UnavailableError(`cannot persist the report: ${(e as Error).message}`);
     }
     this.accepted.inc({ metric: r.name });
