@@ -69,17 +69,26 @@ export async function downloadBlob(
     const fh = await fs.open(tmp, 'wx', 0o644);
     growing?.opened(tmp);
     let offset = 0;
+    const written = (cb: (err?: Error | null) => void) =>
+      [
+        ({ bytesWritten }: { bytesWritten: number }) => {
+          offset += bytesWritten;
+          growing?.advance(offset);
+          cb();
+        },
+        (err: Error) => cb(err),
+      ] as const;
+    // Network chunks are small: while one write is in flight the next ones gather into one writev.
     const out = new Writable({
-      highWaterMark: 1024 * 1024,
+      highWaterMark: 4 * 1024 * 1024,
       write(chunk: Buffer, _enc, cb) {
-        fh.write(chunk, 0, chunk.length, offset).then(
-          ({ bytesWritten }) => {
-            offset += bytesWritten;
-            growing?.advance(offset);
-            cb();
-          },
-          (err: Error) => cb(err),
-        );
+        fh.write(chunk, 0, chunk.length, offset).then(...written(cb));
+      },
+      writev(chunks, cb) {
+        fh.writev(
+          chunks.map((c) => c.chunk as Buffer),
+          offset,
+        ).then(...written(cb));
       },
     });
     try {
