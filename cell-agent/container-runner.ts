@@ -253,8 +253,15 @@ export class ContainerRunner {
       .delete(inst.runcId)
       .catch((e: Error) => this.ctx.log.warn({ err: e.message, container: this.name }, 'runc delete failed'));
     await unmount(join(inst.dir, 'rootfs'));
-    rmSync(join(inst.dir, 'upper'), { recursive: true, force: true });
-    rmSync(join(inst.dir, 'work'), { recursive: true, force: true });
+    try {
+      rmSync(join(inst.dir, 'upper'), { recursive: true, force: true });
+      rmSync(join(inst.dir, 'work'), { recursive: true, force: true });
+    } catch (e) {
+      this.ctx.log.warn(
+        { err: (e as Error).message, container: this.name },
+        'cannot remove the writable layer',
+      );
+    }
     const terminated: ContainerStateTerminated = {
       exitCode,
       ...(exitCode > 128 && SIGNALS[exitCode - 128] ? { signal: exitCode - 128 } : {}),

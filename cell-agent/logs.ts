@@ -49,18 +49,26 @@ export class ContainerLogWriter {
   close(): void {
     for (const s of ['stdout', 'stderr'] as const) if (this.partial[s]) this.record(s, 'F', this.partial[s]);
     this.partial.stdout = this.partial.stderr = '';
-    closeSync(this.fd);
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed after a failed rotation
+    }
   }
 
   private record(stream: string, tag: 'F' | 'P', text: string): void {
     const line = `${nanoTimestamp()} ${stream} ${tag} ${text}\n`;
-    if (this.size > 0 && this.size + line.length > this.maxBytes) {
-      closeSync(this.fd);
-      renameSync(this.path, `${this.path}.1`);
-      this.fd = openSync(this.path, 'w');
-      this.size = 0;
+    try {
+      if (this.size > 0 && this.size + line.length > this.maxBytes) {
+        closeSync(this.fd);
+        renameSync(this.path, `${this.path}.1`);
+        this.fd = openSync(this.path, 'w');
+        this.size = 0;
+      }
+      this.size += writeSync(this.fd, line);
+    } catch {
+      // A full or failing disk loses log lines, never the container or the agent.
     }
-    this.size += writeSync(this.fd, line);
   }
 }
 
