@@ -240,14 +240,21 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
   it('insert is idempotent across a crash between insert and record', async () => {
     const clusterId = `crash-${process.pid}`;
     const spec = cellFor(pod({ cpu: '1', memory: '2Gi' }));
+    // A provider that listed before the VM existed and would now choose differently.
+    const late = provider({ clusterId, selector: { allowCustom: false } });
+    assert.deepEqual(await late.list(), []);
+    const restarted = provider({ clusterId });
+    await restarted.list();
     // The insert takes effect but its response is lost, and the provider dies before retrying.
     await emu.admin.setFaults({ lostResponseRate: 1, methods: ['compute.instances.insert'] });
     const crashed = provider({ clusterId, backoff: { maxAttempts: 1 } });
     await assert.rejects(crashed.create(spec));
     await emu.admin.setFaults({ lostResponseRate: 0, methods: [] });
-    // A new provider process creates the same cell again: same name, same requestId, same VM.
-    const restarted = provider({ clusterId });
+    // Another provider process creates the same cell again. It listed before the crash, so it
+    // does not know the VM: the same name and the same requestId get GCE's original operation.
     const vm = await restarted.create(spec);
+    assert.equal(restarted.api.callCounts()['instances.insert'], 1);
+    assert.equal(restarted.api.callCounts()['instances.get'], undefined);
     const all = await restarted.list();
     assert.equal(all.length, 1);
     assert.equal(all[0]!.name, vm.name);
@@ -259,12 +266,17 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
     const other = cellFor(pod({ cpu: '1', memory: '2Gi' }));
     const again = await restarted.create(other);
     assert.equal((await restarted.list()).length, 2);
-    // A restart that lists first finds the VM without another insert.
+    // A restart lists before its first create and finds the VM without another insert.
     const third = provider({ clusterId });
-    await third.list();
     const found = await third.create(other);
     assert.equal(found.name, again.name);
     assert.equal(third.api.callCounts()['instances.insert'], undefined);
+    // Its choice differs (custom shapes off), so its insert has another requestId; GCE answers
+    // that the name exists, and the provider adopts the VM whose labels name this pod.
+    const adopted = await late.create(spec);
+    assert.deepEqual([adopted.name, adopted.zone, adopted.machineType], [vm.name, vm.zone, vm.machineType]);
+    assert.equal(late.api.callCounts()['instances.get'], 1);
+    assert.equal((await late.list()).length, 2);
     await restarted.delete(vm);
     await restarted.delete(again);
     await restarted.delete(again); // deleting what is gone succeeds

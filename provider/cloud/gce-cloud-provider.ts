@@ -120,6 +120,8 @@ export class GceCloudProvider implements CloudProvider {
   private imageLoading: Promise<number> | undefined;
   /** The last listing by VM name, so a create after a restart finds a VM made before the crash. */
   private known = new Map<string, CellInstance>();
+  private listed = false;
+  private listing: Promise<CellInstance[]> | undefined;
 
   constructor(opts: GceCloudProviderOptions) {
     if (opts.zones.length === 0) throw new Error('GceCloudProvider: give at least one zone');
@@ -255,6 +257,12 @@ export class GceCloudProvider implements CloudProvider {
 
   async create(cell: CellSpec): Promise<CellInstance> {
     const name = instanceName(this.o.clusterId, cell.pod.uid, cell.generation ?? 0);
+    // A process that has not listed yet may be a restart after a crash: the VM may exist in a
+    // zone this attempt would not try first, where the same name would make a second VM.
+    if (!this.listed) {
+      this.listing ??= this.list().finally(() => (this.listing = undefined));
+      await this.listing;
+    }
     const existing = this.known.get(name);
     if (existing) return existing;
     if (Buffer.byteLength(cell.bootstrap) > 256 * 1024) {
@@ -503,6 +511,7 @@ export class GceCloudProvider implements CloudProvider {
     this.known = new Map(
       out.filter((c) => c.status !== 'STOPPING' && c.status !== 'TERMINATED').map((c) => [c.name, c]),
     );
+    this.listed = true;
     return out;
   }
 
