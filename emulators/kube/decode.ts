@@ -6,6 +6,7 @@
 import { parse as parseYaml } from 'yaml';
 import { ApiError, badRequest } from './api-errors.ts';
 import { isPlainObject, type KObject } from './object.ts';
+import { decodeProtobufObject } from './protobuf.ts';
 import { groupVersion, type ResourceDef } from './resources.ts';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
@@ -33,13 +34,12 @@ export function parseBody(raw: Buffer, contentType: string | undefined): unknown
   const ct = (contentType ?? 'application/json').split(';')[0]!.trim().toLowerCase();
   const text = raw.toString('utf8');
   if (text.trim() === '') throw badRequest('the body of the request was empty');
-  if (ct.includes('protobuf')) {
-    // kubectl's typed-client commands (create configmap, certificate approve, create token) send
-    // protobuf; the emulator only decodes JSON and YAML.
+  if (ct === 'application/vnd.kubernetes.protobuf') return decodeProtobufObject(raw);
+  if (ct.includes('protobuf') || ct.includes('cbor')) {
     throw new ApiError(
       415,
       'UnsupportedMediaType',
-      `the emulator does not decode ${ct} request bodies; send JSON or YAML (kubectl create -f / apply -f)`,
+      `the emulator does not decode ${ct} request bodies; send JSON or YAML`,
     );
   }
   if (ct.includes('yaml')) {

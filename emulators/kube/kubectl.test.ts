@@ -322,32 +322,83 @@ spec:
     assert.match(strict.stderr, /unknown field "extra"/);
   });
 
-  it('shows a CSR through its approval, and names protobuf bodies it cannot decode', async () => {
+  it('runs the typed-client commands that send protobuf: create configmap/secret/token, certificate approve, auth can-i', async () => {
+    assert.equal(
+      (await emu.kubectlOk(['create', 'configmap', 'typed', '--from-literal=alpha=beta'])).trim(),
+      'configmap/typed created',
+    );
+    assert.equal(await emu.kubectlOk(['get', 'configmap', 'typed', '-o', 'jsonpath={.data.alpha}']), 'beta');
+    await emu.kubectlOk([
+      'create',
+      'secret',
+      'generic',
+      'typed',
+      '--from-literal=pw=hunter2',
+      '--type=kip.dev/test',
+    ]);
+    assert.equal(
+      await emu.kubectlOk(['get', 'secret', 'typed', '-o', 'jsonpath={.type} {.data.pw}']),
+      `kip.dev/test ${Buffer.from('hunter2').toString('base64')}`,
+    );
+    const token = (
+      await emu.kubectlOk(['create', 'token', 'default', '--audience=kip', '--duration=20m'])
+    ).trim();
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {
+      aud: string[];
+      exp: number;
+      iat: number;
+      sub: string;
+    };
+    assert.deepEqual(claims.aud, ['kip']);
+    assert.equal(claims.exp - claims.iat, 1200);
+    assert.equal(claims.sub, 'system:serviceaccount:default:default');
+
     const certs = emu.kubeConfig.makeApiClient(k8s.CertificatesV1Api);
     const pem = '-----BEGIN CERTIFICATE REQUEST-----\nMIIBAA==\n-----END CERTIFICATE REQUEST-----\n';
-    const csr = await certs.createCertificateSigningRequest({
+    await certs.createCertificateSigningRequest({
       body: {
-        metadata: { name: 'node-vk-0' },
+        metadata: { name: 'node-vk-0', labels: { node: 'vk-0' } },
         spec: {
           request: Buffer.from(pem).toString('base64'),
           signerName: 'kubernetes.io/kubelet-serving',
           usages: ['server auth'],
+          expirationSeconds: 3600,
         },
       },
     });
     assert.equal(rows(await emu.kubectlOk(['get', 'csr', 'node-vk-0']))[1]!.at(-1), 'Pending');
-    csr.status = {
-      conditions: [{ type: 'Approved', status: 'True', reason: 'KipApproved', message: 'approved by test' }],
-    };
-    await certs.replaceCertificateSigningRequestApproval({ name: 'node-vk-0', body: csr });
-    assert.equal(rows(await emu.kubectlOk(['get', 'csr', 'node-vk-0']))[1]!.at(-1), 'Approved');
-    // Typed-client commands send protobuf; the emulator says so instead of failing obscurely.
-    const typed = await emu.kubectl(['create', 'configmap', 'typed', '--from-literal=a=b']);
-    assert.equal(typed.code, 1);
-    assert.match(
-      typed.stderr,
-      /does not decode application\/vnd.kubernetes.protobuf request bodies; send JSON or YAML/,
+    assert.equal(
+      (await emu.kubectlOk(['certificate', 'approve', 'node-vk-0'])).trim(),
+      'certificatesigningrequest.certificates.k8s.io/node-vk-0 approved',
     );
+    const csr = await certs.readCertificateSigningRequest({ name: 'node-vk-0' });
+    assert.equal(rows(await emu.kubectlOk(['get', 'csr', 'node-vk-0']))[1]!.at(-1), 'Approved');
+    assert.deepEqual(
+      csr.status!.conditions!.map((c) => [c.type, c.status, c.reason]),
+      [['Approved', 'True', 'KubectlApprove']],
+    );
+    assert.equal(csr.spec.expirationSeconds, 3600, 'the rest of the request is unchanged');
+    assert.deepEqual(csr.metadata!.labels, { node: 'vk-0' });
+
+    assert.equal(
+      (await emu.kubectlOk(['auth', 'can-i', 'create', 'pods/log', '-n', 'kube-system'])).trim(),
+      'yes',
+    );
+    const rules = await fetch(`${emu.url}/emulator/v1/authz/deny-rules`, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ deny: [{ user: 'kubernetes-admin', resource: 'pods', subresource: 'log' }] }),
+    });
+    assert.equal(rules.status, 200);
+    const denied = await emu.kubectl(['auth', 'can-i', 'create', 'pods/log', '-n', 'kube-system']);
+    assert.match(denied.stdout.trim(), /^no - denied by emulator deny rule 0/);
+    assert.equal(denied.code, 1);
+    await fetch(`${emu.url}/emulator/v1/authz/deny-rules`, { method: 'DELETE' });
+
+    // Kinds it does not decode from protobuf are refused by name, never half-stored.
+    const deploy = await emu.kubectl(['create', 'deployment', 'typed', '--image=nginx']);
+    assert.equal(deploy.code, 1);
+    assert.match(deploy.stderr, /does not decode Deployment \(apps\/v1\) from protobuf; send JSON or YAML/);
   });
 
   it('refuses bad input with clear errors and keeps what is stored', async () => {
