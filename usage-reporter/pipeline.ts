@@ -160,11 +160,41 @@ export class Pipeline {
       await agg.load();
       this.aggregators.set(m.name, agg);
     }
+    await this.warnAboutOrphans();
     for (const q of this.queues.values()) q.start();
     for (const s of config.sources) {
       const hb = new Heartbeat({ name: s.name, config: s.heartbeat, submit: (b) => this.accept(b), log });
       hb.begin();
       this.heartbeats.push(hb);
+    }
+  }
+
+  /**
+   * State left by a config that had other metrics or endpoints is kept, not deleted: it is unsent
+   * usage, and the operator may restore the config entry to send it.
+   */
+  private async warnAboutOrphans(): Promise<void> {
+    for (const m of await this.store.names('aggregator')) {
+      if (!this.aggregators.has(m)) {
+        const bucket = await this.store.read<{ entries?: object }>(`aggregator/${m}.json`);
+        if (bucket?.entries && Object.keys(bucket.entries).length > 0) {
+          this.opts.log.error(
+            { metric: m },
+            'an unsent bucket for a metric no longer aggregated in the config is kept in the state dir',
+          );
+        }
+      }
+    }
+    for (const e of await this.store.names('epqueue')) {
+      if (!this.queues.has(e)) {
+        const q = await this.store.read<{ items?: unknown[] }>(`epqueue/${e}.json`);
+        if (q?.items?.length) {
+          this.opts.log.error(
+            { endpoint: e, queued: q.items.length },
+            'unsent reports for an endpoint no longer in the config are kept in the state dir',
+          );
+        }
+      }
     }
   }
 

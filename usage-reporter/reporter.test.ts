@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { UsageReporterError } from '../lib/usage-reporter-client.ts';
 import {
@@ -167,11 +168,13 @@ describe('usage reporter → Service Control emulator', function () {
   it('retries injected 503s on check and report with backoff and bills everything once', async () => {
     home.writeConfig(baseConfig(emu.rootUrl));
     await emu.setFaults([
+      // One reply slower than the client's timeout: the retry and the late original carry the same operationId.
+      { method: 'report', delayMs: 1500, count: 1 },
       { method: 'check', status: 503, count: 2 },
       { method: 'report', status: 503, probability: 0.3 },
       { method: 'report', status: 503, afterRecord: true, probability: 0.3 },
     ]);
-    reporter = await ReporterHandle.start(home);
+    reporter = await ReporterHandle.start(home, ['--request-timeout', '400ms']);
     let want = 0n;
     for (let i = 0; i < 25; i++) {
       await reporter.client.report(report('cell_seconds', i + 1, { cell: `c${i}` }));
@@ -187,6 +190,7 @@ describe('usage reporter → Service Control emulator', function () {
     assert.equal(await emu.total('requests'), 625n);
     const rec = await emu.recorded();
     assert.ok(rec.duplicates > 0, 'replies lost after billing were resent under the same operationId');
+    assert.match(reporter.proc.stderr(), /timeout|aborted/i, 'a timed-out call was retried');
     const op = rec.operations.find((o) => o.operation.userLabels?.cell === 'c0')!.operation;
     assert.equal(op.operationName, `${SERVICE}/report`);
     assert.equal(op.metricValueSets![0]!.metricName, `${SERVICE}/cell_seconds`);
@@ -260,6 +264,31 @@ describe('usage reporter → Service Control emulator', function () {
     await reporter.client.report(report('requests', 100)); // the client's resend
     await reporter.settled();
     assert.equal(await emu.total('requests'), 103n);
+  });
+
+  it('refuses to start over a damaged state file, naming it, instead of dropping its usage', () => {
+    home.writeConfig(baseConfig(emu.rootUrl));
+    mkdirSync(join(home.stateDir, 'epqueue'), { recursive: true });
+    writeFileSync(join(home.stateDir, 'epqueue/servicecontrol.json'), '{"items": [');
+    const run = spawnSync(
+      'npm',
+      [
+        'run',
+        '-s',
+        'usage-reporter',
+        '--',
+        '--config',
+        home.config,
+        '--state-dir',
+        home.stateDir,
+        '--local-port',
+        '0',
+      ],
+      { env: { ...process.env, AGENT_ENCODED_KEY: 'x', AGENT_CONSUMER_ID: CONSUMER }, encoding: 'utf8' },
+    );
+    assert.equal(run.status, 1);
+    assert.match(run.stderr, /state file .*epqueue\/servicecontrol\.json cannot be read/);
+    assert.equal(readFileSync(join(home.stateDir, 'epqueue/servicecontrol.json'), 'utf8'), '{"items": [');
   });
 
   it('stops sending while the consumer has BILLING_DISABLED, shows it, and resumes when it clears', async () => {

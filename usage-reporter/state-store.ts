@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fsyncDir, readJsonFile, writeFileAtomic } from './durable-file.ts';
 
@@ -20,13 +20,34 @@ export class StateStore {
 
   constructor(readonly dir: string) {}
 
+  /** Creates the layout and removes temporary files a crash left mid-write (their renames never happened). */
   async init(): Promise<void> {
-    await mkdir(join(this.dir, 'aggregator'), { recursive: true });
-    await mkdir(join(this.dir, 'epqueue'), { recursive: true });
+    for (const sub of ['', 'aggregator', 'epqueue']) {
+      const dir = join(this.dir, sub);
+      await mkdir(dir, { recursive: true });
+      for (const f of await readdir(dir)) {
+        if (f.startsWith('.') && f.endsWith('.tmp')) await unlink(join(dir, f)).catch(() => undefined);
+      }
+    }
   }
 
-  read<T>(rel: string): Promise<T | undefined> {
-    return readJsonFile<T>(join(this.dir, rel));
+  /** Reads a state file; a damaged one stops the start with a message naming it, rather than being ignored. */
+  async read<T>(rel: string): Promise<T | undefined> {
+    const path = join(this.dir, rel);
+    try {
+      return await readJsonFile<T>(path);
+    } catch (e) {
+      throw new Error(
+        `state file ${path} cannot be read (${(e as Error).message}); it holds unsent usage: repair it, or move it aside to start without it`,
+        { cause: e },
+      );
+    }
+  }
+
+  /** The names (without .json) of the state files in `sub`, e.g. the metrics with a bucket on disk. */
+  async names(sub: 'aggregator' | 'epqueue'): Promise<string[]> {
+    const files = await readdir(join(this.dir, sub));
+    return files.filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5));
   }
 
   /** Marks `rel` to be rewritten with `snapshot()` at the next commit. */
