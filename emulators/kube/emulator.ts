@@ -29,7 +29,7 @@ export interface KubeEmulatorOptions {
   port?: number;
   /** Run the built-in scheduler. */
   scheduler?: boolean;
-  /** Watch history length in events; older resourceVersions get 410 Expired. Default 100000. */
+  /** Watch history length in events; older resourceVersions get 410 Expired. Default 20000. */
   historySize?: number;
   /** Interval between BOOKMARK events on watches that allow them. Default 10 s. */
   bookmarkIntervalMs?: number;
@@ -60,7 +60,7 @@ export async function startKubeEmulator(opts: KubeEmulatorOptions): Promise<Kube
   crdDef.validate = validateCrd;
   crdDef.prepareCreate = establish;
   crdDef.prepareUpdate = establish;
-  const store = new Store(opts.historySize ?? 100_000);
+  const store = new Store(opts.historySize ?? 20_000);
   const objects = new ObjectService(store);
   const rules = new AccessRules(opts.authz);
   const tokens = new TokenIssuer();

@@ -31,7 +31,7 @@ const program = new Command('kube-emulator')
     '--history-size <events>',
     'watch history length (older resourceVersions get 410)',
     integer(16, 10_000_000),
-    100_000,
+    20_000,
   )
   .option('--bookmark-interval <seconds>', 'seconds between watch BOOKMARK events', integer(1, 3600), 10)
   .option(

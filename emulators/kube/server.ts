@@ -760,7 +760,12 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
       sendJson(res, 200, doc);
       return;
     }
-    const segs = path.split('/').slice(1).map(decodeURIComponent);
+    let segs: string[];
+    try {
+      segs = path.split('/').slice(1).map(decodeURIComponent);
+    } catch {
+      throw badRequest(`malformed URL path: ${path}`);
+    }
     let group: string;
     let version: string;
     let rest: string[];

@@ -19,7 +19,7 @@ export class Store {
   private readonly data = new Map<string, Bucket>();
   readonly hub: WatchHub;
 
-  constructor(historySize = 100_000) {
+  constructor(historySize = 20_000) {
     this.hub = new WatchHub(historySize);
   }
 
