@@ -213,12 +213,15 @@ export class PodRunner {
         '--',
         'sh',
         '-c',
-        'echo "$0" > /proc/sys/kernel/hostname && echo ready && exec sleep infinity',
+        // cat holds the namespaces until its stdin (a pipe from the agent) closes, so the sandbox
+        // goes away with the agent even when the agent is killed.
+        'echo "$0" > /proc/sys/kernel/hostname && echo ready && exec cat > /dev/null',
         this.hostname,
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     this.sandbox = proc;
+    proc.stdin!.on('error', () => undefined);
     // "ready" comes once the namespaces exist and the hostname is set; only then may containers join.
     let stderr = '';
     proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -122,9 +122,10 @@ export interface TestAgent {
 export async function startAgent(
   cell: TestCellNetwork,
   config: Record<string, unknown> = {},
+  reuse?: { dataDir: string; pki: TestPki },
 ): Promise<TestAgent> {
-  const pki = await makePki(cell.cellIP);
-  const dataDir = mkdtempSync(join(tmpdir(), 'kip-cell-agent-'));
+  const pki = reuse?.pki ?? (await makePki(cell.cellIP));
+  const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), 'kip-cell-agent-'));
   const file = join(dataDir, 'config.yaml');
   writeFileSync(
     file,

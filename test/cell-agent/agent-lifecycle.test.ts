@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildImage, pushImage } from '../support/images.ts';
+import { startRegistry, type StartedRegistry } from '../support/registry.ts';
+import {
+  createCellNetwork,
+  forwardTcp,
+  makePod,
+  startAgent,
+  waitForStatus,
+  type TestAgent,
+  type TestCellNetwork,
+} from './support.ts';
+
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((p) => p.startsWith(dir));
+}
+
+function runcContainers(dataDir: string): string[] {
+  const out = execFileSync('runc', ['--root', join(dataDir, 'data', 'runc'), 'list', '-q'])
+    .toString()
+    .trim();
+  return out ? out.split('\n') : [];
+}
+
+function cgroupLeft(cellId: string): boolean {
+  const own = readFileSync('/proc/self/cgroup', 'utf8').match(/^\d+:memory:(.*)$/m)?.[1] ?? '/';
+  return (
+    existsSync(join('/sys/fs/cgroup/memory', own, `kip-${cellId}`)) ||
+    existsSync(join('/sys/fs/cgroup/cpuacct', `kip-${cellId}`))
+  );
+}
+
+describe('cell agent: stopping and restarting the agent', function () {
+  this.timeout(60_000);
+  let cell: TestCellNetwork;
+  let registry: StartedRegistry;
+  let fwd: { host: string; close(): void };
+  let image: string;
+  const agents: TestAgent[] = [];
+
+  before(async () => {
+    cell = createCellNetwork();
+    registry = await startRegistry();
+    fwd = await forwardTcp(cell.hostIP, registry.host);
+    const layout = await buildImage({ name: 'kip-test/busybox', tag: '1', cmd: ['sh'] });
+    await pushImage(layout, '1', registry.host);
+    image = `${fwd.host}/kip-test/busybox:1`;
+  });
+  after(async () => {
+    for (const a of agents) await a.stop().catch(() => undefined);
+    fwd?.close();
+    await registry?.stop();
+    cell?.remove();
+  });
+
+  it('cleans up what a killed agent left, and leaves nothing behind when stopped with SIGTERM', async () => {
+    const first = await startAgent(cell, { insecureRegistries: [fwd.host] });
+    agents.push(first);
+    const cellId = first.proc.ready.cellId as string;
+    await first.client.putPod({
+      pod: makePod('left', { containers: [{ name: 'a', image, command: ['sleep', '3600'] }] }) as never,
+    });
+    await waitForStatus(first.client, (s) => !!s.containerStatuses[0]!.state.running);
+    assert.equal(runcContainers(first.dataDir).length, 1);
+    // A crash: the agent dies without stopping anything.
+    process.kill(first.proc.ready.pid as number, 'SIGKILL');
+    await first.proc.stop(5000);
+    await first.client.close();
+    assert.ok(mountsUnder(first.dataDir).length > 0, 'the killed agent left its mounts');
+
+    const second = await startAgent(
+      cell,
+      { insecureRegistries: [fwd.host] },
+      { dataDir: first.dataDir, pki: first.pki },
+    );
+    agents.push(second);
+    assert.deepEqual(runcContainers(second.dataDir), [], 'leftover containers removed at start');
+    assert.deepEqual(
+      mountsUnder(join(second.dataDir, 'data', 'pods')),
+      [],
+      'leftover mounts removed at start',
+    );
+    await assert.rejects(second.client.getStatus(), /no pod on this cell/);
+
+    await second.client.putPod({
+      pod: makePod('next', { containers: [{ name: 'a', image, command: ['sleep', '3600'] }] }) as never,
+    });
+    await waitForStatus(second.client, (s) => !!s.containerStatuses[0]!.state.running);
+    assert.equal(await second.proc.stop(15_000), 0, 'SIGTERM exits 0');
+    await second.client.close();
+    assert.deepEqual(runcContainers(second.dataDir), []);
+    assert.deepEqual(mountsUnder(second.dataDir), []);
+    assert.equal(cgroupLeft(cellId), false, 'cgroups removed');
+    agents.length = 0;
+    rmSync(first.dataDir, { recursive: true, force: true });
+  });
+});
