@@ -131,7 +131,7 @@ export class ComputeApi {
    * inserts with a requestId, deletes (a repeat finds nothing to delete).
    */
   async call<T>(bucket: Bucket, method: string, fn: () => Promise<T>): Promise<T> {
-    let lastRate = false;
+    let lastKind: string | undefined;
     try {
       return await withBackoff(
         async () => {
@@ -148,7 +148,7 @@ export class ComputeApi {
         },
         (err, attempt) => {
           const f = classifyApiError(err);
-          lastRate = f.kind === 'rateLimited';
+          lastKind = f.kind;
           if (f.kind === 'rateLimited') {
             // The server counts in synchronized windows: wait for the next one, with a little jitter.
             const wait = this.windowMs - (Date.now() % this.windowMs) + Math.random() * this.windowMs * 0.05;
@@ -168,7 +168,15 @@ export class ComputeApi {
         this.backoff,
       );
     } catch (e) {
-      if (lastRate) throw new RateLimitedError(`${method}: ${(e as Error).message}`, this.windowMs);
+      // Out of retries on a refusal that is not about this request: the caller retries later.
+      if (lastKind === 'rateLimited')
+        throw new RateLimitedError(`${method}: ${(e as Error).message}`, this.windowMs);
+      if (lastKind === 'unavailable') {
+        throw new RateLimitedError(
+          `${method}: Compute API unavailable: ${(e as Error).message}`,
+          this.backoff.maxMs ?? 20_000,
+        );
+      }
       throw e;
     }
   }

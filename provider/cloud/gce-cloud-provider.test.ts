@@ -4,7 +4,7 @@ import { FirewallsClient } from '@google-cloud/compute';
 import type { V1Pod } from '@kubernetes/client-node';
 import { startGceEmulator, type GceEmulator } from '../../test/support/gce.ts';
 import type { CellInstance, CellSpec } from './cloud-provider.ts';
-import { InvalidRequestError, QuotaExceededError } from './errors.ts';
+import { InvalidRequestError, QuotaExceededError, RateLimitedError } from './errors.ts';
 import { GceCloudProvider, type GceCloudProviderOptions } from './gce-cloud-provider.ts';
 import { InstanceObserver } from './instance-observer.ts';
 import { validateProviderConfig } from '../config.ts';
@@ -248,7 +248,10 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
     // The insert takes effect but its response is lost, and the provider dies before retrying.
     await emu.admin.setFaults({ lostResponseRate: 1, methods: ['compute.instances.insert'] });
     const crashed = provider({ clusterId, backoff: { maxAttempts: 1 } });
-    await assert.rejects(crashed.create(spec));
+    await assert.rejects(
+      crashed.create(spec),
+      (e: unknown) => e instanceof RateLimitedError && /retry the same call/.test(e.action),
+    );
     await emu.admin.setFaults({ lostResponseRate: 0, methods: [] });
     // Another provider process creates the same cell again. It listed before the crash, so it
     // does not know the VM: the same name and the same requestId get GCE's original operation.

@@ -22,6 +22,7 @@ import {
   InvalidRequestError,
   NotFoundError,
   QuotaExceededError,
+  RateLimitedError,
 } from './errors.ts';
 import { ensureAgentFirewall } from './firewall.ts';
 import { classifyApiError, classifyOperation, type Failure } from './gce-errors.ts';
@@ -400,6 +401,7 @@ export class GceCloudProvider implements CloudProvider {
       op = lro.latestResponse as Operation;
       op = await this.api.waitZoneOperation(this.project, zone, op);
     } catch (e) {
+      if (e instanceof RateLimitedError) throw e;
       this.raise(classifyApiError(e), cell, name, choice);
       return this.adopt(cell, name, zone); // the name exists: the VM from an earlier attempt
     }
