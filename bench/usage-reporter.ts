@@ -73,6 +73,13 @@ try {
       `Service Control operation; latency p50 ${passthrough.p50Ms} ms, p99 ${passthrough.p99Ms} ms)`,
   );
   await reporter.settled(120000);
+  const metrics = await (await fetch(`${reporter.url}/metrics`)).text();
+  const sample = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+  const rounds = sample('usage_reporter_state_write_seconds_count');
+  const writeMs = Math.round((sample('usage_reporter_state_write_seconds_sum') / rounds) * 10000) / 10;
+  console.log(
+    `state writes: ${rounds} grouped rounds, mean ${writeMs} ms each (fsync, rename, directory fsync)`,
+  );
   const mem = memory(reporter.pid);
   console.log(
     `reporter RSS: ${idle.rssMiB} MiB idle, ${mem.rssMiB} MiB after the run, peak ${mem.peakRssMiB} MiB`,
@@ -91,6 +98,8 @@ try {
       rssIdleMiB: idle.rssMiB,
       rssMiB: mem.rssMiB,
       peakRssMiB: mem.peakRssMiB,
+      stateWriteRounds: rounds,
+      stateWriteMeanMs: writeMs,
     }),
   );
 } finally {

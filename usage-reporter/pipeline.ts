@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from '../lib/log.ts';
 import type { ReporterStatus } from '../lib/usage-reporter-client.ts';
 import { Aggregator } from './aggregator.ts';
@@ -65,7 +65,13 @@ export class Pipeline {
 
   constructor(private readonly opts: PipelineOptions) {
     const { config, log, registry } = opts;
-    this.store = new StateStore(opts.stateDir);
+    const writes = new Histogram({
+      name: 'usage_reporter_state_write_seconds',
+      help: 'duration of one grouped state write round (temporary files, fsync, rename, directory fsync)',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [opts.registry],
+    });
+    this.store = new StateStore(opts.stateDir, (s) => writes.observe(s));
     this.metrics = new Map(config.metrics.map((m) => [m.name, m]));
     this.filters = config.filters.map((f) => addLabelsFilter(f.addLabels));
     this.accepted = new Counter({

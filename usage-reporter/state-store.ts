@@ -18,7 +18,11 @@ export class StateStore {
   /** Completed write rounds, for metrics. */
   rounds = 0;
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    /** Told how long each write round took (seconds), for the write-latency metric. */
+    private readonly onRound?: (seconds: number) => void,
+  ) {}
 
   /** Creates the layout and removes temporary files a crash left mid-write (their renames never happened). */
   async init(): Promise<void> {
@@ -81,6 +85,7 @@ export class StateStore {
     if (batch.size === 0) return;
     // Serialise every file now, in one synchronous step, so the round is one consistent cut of
     // the in-memory state even if it changes while the files are being written.
+    const started = performance.now();
     const texts = new Map([...batch].map(([k, f]) => [k, JSON.stringify(f())]));
     const phases = [
       [...batch.keys()].filter((k) => !k.startsWith('aggregator/')),
@@ -94,6 +99,7 @@ export class StateStore {
         await Promise.all([...dirs].map((d) => fsyncDir(d)));
       }
       this.rounds++;
+      this.onRound?.((performance.now() - started) / 1000);
     } catch (e) {
       // Keep the changes for the next round; newer snapshots of the same file win.
       for (const [k, f] of batch) if (!this.dirty.has(k)) this.dirty.set(k, f);
