@@ -25,6 +25,9 @@ const SUBRESOURCE_VERBS: Record<
   approval: { verbs: ['get', 'patch', 'update'] },
   finalize: { verbs: ['update'] },
   log: { verbs: ['get'] },
+  exec: { kind: 'PodExecOptions', verbs: ['create', 'get'] },
+  attach: { kind: 'PodAttachOptions', verbs: ['create', 'get'] },
+  portforward: { kind: 'PodPortForwardOptions', verbs: ['create', 'get'] },
   binding: { kind: 'Binding', verbs: ['create'] },
   token: { kind: 'TokenRequest', group: 'authentication.k8s.io', version: 'v1', verbs: ['create'] },
 };

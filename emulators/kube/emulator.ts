@@ -118,7 +118,7 @@ export async function startKubeEmulator(opts: KubeEmulatorOptions): Promise<Kube
 
   const adminToken = opts.adminToken ?? randomBytes(24).toString('base64url');
   let address = '';
-  const handler = createHandler({
+  const handlers = createHandler({
     registry,
     store,
     objects,
@@ -137,7 +137,8 @@ export async function startKubeEmulator(opts: KubeEmulatorOptions): Promise<Kube
     metricsText: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
     serverAddress: () => address,
   });
-  const server = createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, handler);
+  const server = createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, handlers.request);
+  server.on('upgrade', handlers.upgrade);
   server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
+import { WebSocketServer } from 'ws';
 import { createCA, issueCertificate } from '../../lib/tls.ts';
 import { startKubeEmulator, type KubeEmulatorHandle } from '../../test/support/kube.ts';
 
@@ -59,6 +60,35 @@ describe('kube emulator: pods/log proxy and scheduler', function () {
       }
       res.writeHead(404, { 'Content-Type': 'text/plain' });
       res.end(`container not found (${url.pathname})`);
+    });
+    // exec over WebSocket (v5.channel.k8s.io): stdout on channel 1, the exit status on channel 3.
+    const wss = new WebSocketServer({
+      noServer: true,
+      handleProtocols: (p) => (p.has('v5.channel.k8s.io') ? 'v5.channel.k8s.io' : false),
+    });
+    kubelet.on('upgrade', (req, socket, head) => {
+      const url = new URL(req.url!, 'https://kubelet');
+      asked.push(url);
+      if (url.pathname !== '/exec/default/logger/app') {
+        socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        const cmd = url.searchParams.getAll('command').join(' ');
+        const code = cmd.includes('fail') ? 3 : 0;
+        const status = code
+          ? {
+              metadata: {},
+              status: 'Failure',
+              reason: 'NonZeroExitCode',
+              message: `command terminated with non-zero exit code: ${code}`,
+              details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
+            }
+          : { metadata: {}, status: 'Success' };
+        ws.send(Buffer.concat([Buffer.from([1]), Buffer.from(`ran: ${cmd}\n`)]));
+        ws.send(Buffer.concat([Buffer.from([3]), Buffer.from(JSON.stringify(status))]));
+        ws.close(1000);
+      });
     });
     kubelet.listen(0, '127.0.0.1');
     await once(kubelet, 'listening');
@@ -158,6 +188,25 @@ describe('kube emulator: pods/log proxy and scheduler', function () {
       const r = await emu.kubectl(['logs', 'nowhere']);
       assert.equal(r.code, 1);
       assert.match(r.stderr, /pod nowhere does not have a host assigned/);
+    });
+  });
+
+  describe('exec', () => {
+    it('proxies kubectl exec to the kubelet, exit codes included', async () => {
+      const ok = await emu.kubectl(['exec', 'logger', '-c', 'app', '--', 'echo', 'hi']);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(ok.stdout, 'ran: echo hi\n');
+      const last = asked.at(-1)!;
+      assert.deepEqual(last.searchParams.getAll('command'), ['echo', 'hi']);
+      assert.equal(last.searchParams.get('stdout'), 'true');
+      const failed = await emu.kubectl(['exec', 'logger', '-c', 'app', '--', 'sh', '-c', 'fail']);
+      assert.equal(failed.code, 3);
+      assert.match(failed.stderr, /command terminated with exit code 3/);
+      const missing = await emu.kubectl(['exec', 'logger', '-c', 'sidecar', '--', 'true']);
+      assert.notEqual(missing.code, 0, 'the kubelet refusal reaches kubectl');
+      const noHost = await emu.kubectl(['exec', 'nowhere', '--', 'true']);
+      assert.equal(noHost.code, 1);
+      assert.match(noHost.stderr, /does not have a host assigned/);
     });
   });
 

@@ -32,6 +32,15 @@ export function kubeletLogUrl(pod: KObject, node: KObject | undefined, query: UR
     const v = query.get(p);
     if (v !== null && !/^-?\d+$/.test(v)) throw badRequest(`${p}: Invalid value: "${v}": must be an integer`);
   }
+  const url = kubeletBase(pod, node);
+  url.pathname = `/containerLogs/${pod.metadata.namespace}/${name}/${container}`;
+  for (const [k, v] of query) if (k !== 'container') url.searchParams.append(k, v);
+  return url;
+}
+
+/** `https://<node address>:<kubelet port>` for the node `pod` is bound to, or a 4xx naming what is missing. */
+export function kubeletBase(pod: KObject, node: KObject | undefined): URL {
+  const name = pod.metadata.name!;
   const nodeName = getPath(pod, 'spec.nodeName') as string | undefined;
   if (!nodeName) throw badRequest(`pod ${name} does not have a host assigned`);
   if (!node)
@@ -44,10 +53,7 @@ export function kubeletLogUrl(pod: KObject, node: KObject | undefined, query: UR
   }
   if (!host) throw badRequest(`node ${nodeName} has no address the API server can reach`);
   const port = Number(getPath(node, 'status.daemonEndpoints.kubeletEndpoint.Port') ?? 10250);
-  const url = new URL(`https://${host.includes(':') ? `[${host}]` : host}:${port}`);
-  url.pathname = `/containerLogs/${pod.metadata.namespace}/${name}/${container}`;
-  for (const [k, v] of query) if (k !== 'container') url.searchParams.append(k, v);
-  return url;
+  return new URL(`https://${host.includes(':') ? `[${host}]` : host}:${port}`);
 }
 
 /** Streams the kubelet's answer to the client; kubelet errors come back as Status bodies. */

@@ -169,7 +169,7 @@ export const BUILTIN_RESOURCES: ResourceDef[] = [
     plural: 'pods',
     shortNames: ['po'],
     categories: ['all'],
-    subresources: ['status', 'log', 'binding'],
+    subresources: ['status', 'log', 'binding', 'exec', 'attach', 'portforward'],
     columns: podColumns,
     fields: ['spec', 'status'],
     mergeKeys: {

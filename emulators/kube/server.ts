@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Counter } from 'prom-client';
 import type { Logger } from '../../lib/log.ts';
 import { reviewAccess, type AccessRules } from './access-review.ts';
@@ -28,6 +29,7 @@ import type { DeleteOptions, ObjectService } from './objects.ts';
 import { openApiV2, type OpenApiDocuments } from './openapi.ts';
 import { patchTypeOf } from './patch.ts';
 import { kubeletLogUrl, proxyLogs } from './pod-log.ts';
+import { kubeletStreamUrl, proxyUpgrade, rejectUpgrade, STREAM_SUBRESOURCES } from './pod-stream.ts';
 import { groupVersion, storageKey, type ResourceDef, type ResourceRegistry } from './resources.ts';
 import { bindPod } from './scheduler.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
@@ -97,7 +99,13 @@ function decodeContinue(token: string): ContinueToken {
   );
 }
 
-export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+export interface Handlers {
+  request: (req: IncomingMessage, res: ServerResponse) => void;
+  /** For the server's `upgrade` event: exec, attach and portforward streams. */
+  upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+}
+
+export function createHandler(deps: ServerDeps): Handlers {
   const { registry, store, objects, log } = deps;
 
   function authenticate(req: IncomingMessage): UserInfo {
@@ -643,6 +651,7 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
     }
 
     if (!def.subresources.includes(sub)) throw resourceNotFound();
+    if (STREAM_SUBRESOURCES.includes(sub)) throw badRequest('Upgrade request required');
     if (sub === 'log') {
       if (method !== 'GET') throw methodNotAllowed();
       const pod = objects.get(def, namespace, name).obj;
@@ -799,7 +808,7 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
     await handleResource(route, req, res, query, user);
   }
 
-  return (req, res) => {
+  const request = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://emulator');
     const labels = { verb: (req.method ?? 'GET').toLowerCase(), resource: '' };
     res.on('finish', () => deps.requests.inc({ ...labels, code: String(res.statusCode) }));
@@ -813,4 +822,28 @@ export function createHandler(deps: ServerDeps): (req: IncomingMessage, res: Ser
       }
     });
   };
+
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? '/', 'http://emulator');
+    try {
+      const m = url.pathname.match(
+        /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/(exec|attach|portforward)\/?$/,
+      );
+      if (!m) throw resourceNotFound();
+      authenticate(req); // a stale service account token is 401 here too
+      const podDef = registry.get('', 'v1', 'pods')!;
+      const pod = objects.get(podDef, decodeURIComponent(m[1]!), decodeURIComponent(m[2]!)).obj;
+      const nodeName = getPath(pod, 'spec.nodeName') as string | undefined;
+      const node = nodeName ? store.get('/nodes', '', nodeName)?.obj : undefined;
+      const target = kubeletStreamUrl(m[3]!, pod, node, url.searchParams);
+      deps.requests.inc({ verb: 'create', resource: `pods/${m[3]}`, code: '101' });
+      proxyUpgrade(target, req, socket, head);
+    } catch (err) {
+      const e = err instanceof ApiError ? err : internalError((err as Error)?.message ?? String(err));
+      deps.requests.inc({ verb: 'create', resource: 'pods/exec', code: String(e.code) });
+      rejectUpgrade(socket, e);
+    }
+  };
+
+  return { request, upgrade };
 }
