@@ -124,3 +124,11 @@ app/crd: ## apply the Application CRD to a cluster that lacks it (needs a cluste
 .PHONY: bench-kube-emulator
 bench-kube-emulator: ## kube emulator writes/s and watch fan-out to 10 watchers
 	npx tsx bench/kube-emulator.ts
+
+# ---- Local lab: the whole product on this machine (docs/lab.md) ----
+.PHONY: local local-down
+local: ## start the local lab in the background (etcd, registry, kube and Compute emulators, provider)
+	@npx tsx scripts/lab/lab-up.ts
+
+local-down: ## stop the local lab and delete what it made
+	@npx tsx scripts/lab/lab-down.ts
