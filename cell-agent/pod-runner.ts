@@ -105,6 +105,8 @@ export class PodRunner {
   /** Why the pod could not be set up (volumes, sandbox); reported on every container. */
   private setupError?: string;
   private readonly createdAt = Date.now();
+  /** Set once a DELETE finished: every container stopped. */
+  private deleted = false;
 
   constructor(
     readonly request: PutPodRequest,
@@ -468,6 +470,8 @@ export class PodRunner {
       await Promise.all(this.containers().map((r) => this.stopContainer(r, grace)));
       await this.runDone;
       await this.complete();
+      this.deleted = true;
+      this.changed();
     })();
     return this.deletion;
   }
@@ -554,7 +558,7 @@ export class PodRunner {
       ...(this.deps.podIP ? { podIP: this.deps.podIP, podIPs: [{ ip: this.deps.podIP }] } : {}),
       ...(this.startTime ? { startTime: this.startTime } : {}),
       qosClass: qosClass(this.pod),
-      ...(this.deletion ? { deleted: true } : {}),
+      ...(this.deleted ? { deleted: true } : {}),
     };
     const json = JSON.stringify(body);
     if (json === this.lastJson) return;

@@ -96,7 +96,7 @@ export interface PodStatusReply {
   podIPs?: { ip: string }[];
   startTime?: string;
   qosClass: 'Guaranteed' | 'Burstable' | 'BestEffort';
-  /** Set once the pod was deleted through the API (all containers stopped). */
+  /** True once a DELETE finished: every container has stopped and the status is final. */
   deleted?: boolean;
 }
 

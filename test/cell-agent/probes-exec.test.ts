@@ -248,8 +248,10 @@ describe('cell agent: probes, exec, stats and graceful delete', function () {
     await waitForStatus(agent.client, (x) => x.containerStatuses.every((c) => !!c.state.running));
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
-    await agent.client.deletePod(2);
-    const s = await waitForStatus(agent.client, terminal, 15_000);
+    const atDelete = await agent.client.deletePod(2);
+    assert.equal(atDelete.deleted, undefined, 'not deleted until the containers stopped');
+    const s = await waitForStatus(agent.client, (x) => x.deleted === true, 15_000);
+    assert.ok(terminal(s));
     const took = Date.now() - t0;
     assert.ok(took >= 1800 && took < 8000, `stopped after ${took} ms with a 2 s grace period`);
     const by = Object.fromEntries(s.containerStatuses.map((c) => [c.name, c.state.terminated!]));
