@@ -119,7 +119,9 @@ export class PodRunner {
   }
 
   get hostname(): string {
-    return this.request.hostname ?? this.pod.spec?.hostname ?? this.pod.metadata!.name!;
+    const explicit = this.request.hostname ?? this.pod.spec?.hostname;
+    // A pod name may be longer than a hostname can be: truncated as the kubelet does.
+    return explicit ?? this.pod.metadata!.name!.slice(0, 63).replace(/[-.]+$/, '');
   }
 
   get log(): Logger {
