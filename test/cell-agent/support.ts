@@ -28,7 +28,7 @@ export interface TestCellNetwork {
  */
 export function createCellNetwork(): TestCellNetwork {
   const n = seq++;
-  const id = process.pid * 4 + n;
+  const id = process.pid * 16 + n;
   const name = `kca${process.pid}n${n}`;
   const host = `kca${process.pid}h${n}`;
   const peer = `kca${process.pid}c${n}`;
