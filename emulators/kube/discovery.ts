@@ -25,6 +25,7 @@ const SUBRESOURCE_VERBS: Record<
   approval: { verbs: ['get', 'patch', 'update'] },
   finalize: { verbs: ['update'] },
   log: { verbs: ['get'] },
+  scale: { kind: 'Scale', group: 'autoscaling', version: 'v1', verbs: ['get', 'patch', 'update'] },
   exec: { kind: 'PodExecOptions', verbs: ['create', 'get'] },
   attach: { kind: 'PodAttachOptions', verbs: ['create', 'get'] },
   portforward: { kind: 'PodPortForwardOptions', verbs: ['create', 'get'] },

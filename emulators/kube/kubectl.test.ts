@@ -401,6 +401,39 @@ spec:
     assert.match(deploy.stderr, /does not decode Deployment \(apps\/v1\) from protobuf; send JSON or YAML/);
   });
 
+  it('scales a StatefulSet through its scale subresource', async () => {
+    const sts = `
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: kip-provider}
+spec:
+  replicas: 1
+  serviceName: kip
+  selector: {matchLabels: {app: kip}}
+  template:
+    metadata: {labels: {app: kip}}
+    spec: {containers: [{name: provider, image: "kip:1"}]}
+`;
+    await emu.kubectlOk(['apply', '-f', '-'], { input: sts });
+    assert.equal(
+      (await emu.kubectlOk(['scale', 'statefulset', 'kip-provider', '--replicas=0'])).trim(),
+      'statefulset.apps/kip-provider scaled',
+    );
+    assert.equal(
+      await emu.kubectlOk([
+        'get',
+        'sts',
+        'kip-provider',
+        '-o',
+        'jsonpath={.spec.replicas} {.metadata.generation}',
+      ]),
+      '0 2',
+    );
+    const wrong = await emu.kubectl(['scale', 'sts', 'kip-provider', '--current-replicas=3', '--replicas=1']);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /Expected replicas to be 3, was 0/);
+  });
+
   it('refuses bad input with clear errors and keeps what is stored', async () => {
     const before = await emu.kubectlOk(['get', 'pods,configmaps', '-o', 'json']);
     const unknownKind = await emu.kubectl(['create', '-f', '-'], {

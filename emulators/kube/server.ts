@@ -31,6 +31,7 @@ import { patchTypeOf } from './patch.ts';
 import { kubeletLogUrl, proxyLogs } from './pod-log.ts';
 import { kubeletStreamUrl, proxyUpgrade, rejectUpgrade, STREAM_SUBRESOURCES } from './pod-stream.ts';
 import { groupVersion, storageKey, type ResourceDef, type ResourceRegistry } from './resources.ts';
+import { applyScale, patchScale, scaleOf } from './scale.ts';
 import { bindPod } from './scheduler.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import { compareKeys, type Store, type Stored } from './store.ts';
@@ -652,6 +653,32 @@ export function createHandler(deps: ServerDeps): Handlers {
 
     if (!def.subresources.includes(sub)) throw resourceNotFound();
     if (STREAM_SUBRESOURCES.includes(sub)) throw badRequest('Upgrade request required');
+    if (sub === 'scale') {
+      const cur = objects.get(def, namespace, name).obj;
+      if (method === 'GET') {
+        sendJson(res, 200, scaleOf(cur));
+        return 'get';
+      }
+      let next: KObject;
+      if (method === 'PUT') {
+        next = applyScale(
+          cur,
+          parseBody(await readBody(req), req.headers['content-type']),
+          def.plural,
+          def.group,
+        );
+      } else if (method === 'PATCH') {
+        const type = patchTypeOf(req.headers['content-type']);
+        const body = parseBody(
+          await readBody(req),
+          type === 'apply' ? 'application/yaml' : 'application/json',
+        );
+        next = applyScale(cur, patchScale(cur, type, body), def.plural, def.group);
+      } else throw methodNotAllowed();
+      const result = objects.update(def, namespace, name, clone(next), '', dryRun);
+      sendJson(res, 200, scaleOf(result.obj));
+      return method === 'PUT' ? 'update' : 'patch';
+    }
     if (sub === 'log') {
       if (method !== 'GET') throw methodNotAllowed();
       const pod = objects.get(def, namespace, name).obj;
