@@ -200,7 +200,7 @@ describe('usage reporter → Service Control emulator', function () {
   it('expires reports it cannot deliver within the max queue time and says so in /status', async () => {
     home.writeConfig(baseConfig(emu.rootUrl));
     await emu.setFaults([{ method: 'report', status: 503 }]);
-    reporter = await ReporterHandle.start(home, ['--max-queue-time', '800ms']);
+    reporter = await ReporterHandle.start(home, ['--max-queue-time', '2s']);
     for (let i = 0; i < 3; i++) await reporter.client.report(report('cell_seconds', 10));
     const queued = await reporter.status();
     assert.equal(queued.endpoints.servicecontrol!.queued, 3);
@@ -209,7 +209,7 @@ describe('usage reporter → Service Control emulator', function () {
         const st = await reporter!.status();
         return st.endpoints.servicecontrol!.expired === 3 ? st : undefined;
       },
-      10000,
+      15000,
       'expiry',
     );
     assert.equal(s.endpoints.servicecontrol!.queued, 0);
@@ -361,7 +361,7 @@ describe('usage reporter → Service Control emulator', function () {
 
   it('writes each report to the disk endpoint and deletes it after expireSeconds', async () => {
     const cfg = baseConfig(emu.rootUrl) as { metrics: Array<{ endpoints: object[] }>; endpoints: object[] };
-    cfg.endpoints.push({ name: 'on_disk', disk: { reportDir: home.reportDir, expireSeconds: 1 } });
+    cfg.endpoints.push({ name: 'on_disk', disk: { reportDir: home.reportDir, expireSeconds: 3 } });
     cfg.metrics[0]!.endpoints.push({ name: 'on_disk' });
     cfg.metrics[1]!.endpoints.push({ name: 'on_disk' });
     home.writeConfig(cfg);
@@ -387,7 +387,7 @@ describe('usage reporter → Service Control emulator', function () {
     for (const b of bodies) assert.ok(rec.operations.some((o) => o.operation.operationId === b.id));
     await waitFor(
       async () => (readdirSync(home.reportDir).length === 0 ? true : undefined),
-      5000,
+      10000,
       'disk expiry',
     );
     assert.ok(existsSync(home.reportDir));
