@@ -356,6 +356,61 @@ describe('kube emulator through @kubernetes/client-node', function () {
     });
   });
 
+  describe('events', () => {
+    it('stores events.k8s.io/v1 and core/v1 Events once, each API showing its own shape', async () => {
+      const events = emu.kubeConfig.makeApiClient(k8s.EventsV1Api);
+      const created = await events.createNamespacedEvent({
+        namespace: 'default',
+        body: {
+          metadata: { name: 'cell-started' },
+          eventTime: new k8s.V1MicroTime(),
+          reportingController: 'kip.dev/provider',
+          reportingInstance: 'kip-0',
+          action: 'Start',
+          reason: 'CellStarted',
+          note: 'cell is up',
+          type: 'Normal',
+          regarding: { kind: 'Pod', name: 'web', namespace: 'default', apiVersion: 'v1' },
+        },
+      });
+      assert.equal(created.note, 'cell is up');
+      const core = (
+        await emu.kubeConfig
+          .makeApiClient(k8s.CoreV1Api)
+          .listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=web' })
+      ).items;
+      assert.deepEqual(
+        core.map((e) => [e.metadata.name, e.message, e.reportingComponent, e.involvedObject.kind]),
+        [['cell-started', 'cell is up', 'kip.dev/provider', 'Pod']],
+      );
+      const patched = await events.patchNamespacedEvent(
+        { name: 'cell-started', namespace: 'default', body: { note: 'cell is ready' } },
+        mergePatch,
+      );
+      assert.equal(patched.note, 'cell is ready');
+      const viaCore = await emu.kubeConfig
+        .makeApiClient(k8s.CoreV1Api)
+        .readNamespacedEvent({ name: 'cell-started', namespace: 'default' });
+      assert.equal(viaCore.message, 'cell is ready');
+      const selected = await events.listNamespacedEvent({
+        namespace: 'default',
+        fieldSelector: 'regarding.name=web,reportingController=kip.dev/provider',
+      });
+      assert.equal(selected.items.length, 1);
+      await events.deleteNamespacedEvent({ name: 'cell-started', namespace: 'default' });
+      assert.equal(
+        (
+          await apiError(
+            emu.kubeConfig
+              .makeApiClient(k8s.CoreV1Api)
+              .readNamespacedEvent({ name: 'cell-started', namespace: 'default' }),
+          )
+        ).code,
+        404,
+      );
+    });
+  });
+
   describe('object semantics', () => {
     it('assigns uid, creationTimestamp, generateName and increasing resourceVersions', async () => {
       const a = await core.createNamespacedConfigMap({

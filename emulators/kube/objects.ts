@@ -227,37 +227,44 @@ export class ObjectService {
         obj.metadata.name = name;
         obj.apiVersion ??= groupVersion(def);
         obj.kind ??= def.kind;
-        return { obj: this.create(def, namespace, decode(obj), dryRun), created: true };
+        const decoded = decode(obj);
+        return {
+          obj: this.create(def, namespace, def.view ? def.view.toStorage(decoded) : decoded, dryRun),
+          created: true,
+        };
       }
       throw notFound(def.plural, def.group, name);
     }
+    // A view is patched in the shape the client sees, then stored in its storage shape.
+    const base = def.view ? def.view.fromStorage(cur.obj) : cur.obj;
     let patched: unknown;
     switch (type) {
       case 'json':
-        patched = jsonPatch(cur.obj, body);
+        patched = jsonPatch(base, body);
         break;
       case 'merge':
         if (!isPlainObject(body))
           throw badRequest('json: cannot unmarshal array into Go value of type map[string]interface {}');
-        patched = mergePatch(cur.obj, body);
+        patched = mergePatch(base, body);
         break;
       case 'strategic':
-        patched = strategicMergePatch(cur.obj, body, def.mergeKeys);
+        patched = strategicMergePatch(base, body, def.mergeKeys);
         break;
       case 'apply':
-        patched = applyConfiguration(cur.obj, body, def.mergeKeys);
+        patched = applyConfiguration(base, body, def.mergeKeys);
         break;
     }
     if (!isPlainObject(patched) || !isPlainObject(patched.metadata)) {
       throw new ApiError(422, 'Invalid', `${def.kind} "${name}" is invalid: metadata: Required value`);
     }
     const obj = patched as KObject;
-    if (obj.apiVersion !== cur.obj.apiVersion || obj.kind !== cur.obj.kind) {
+    if (obj.apiVersion !== base.apiVersion || obj.kind !== base.kind) {
       throw badRequest(
         `the patch may not change apiVersion or kind (${String(obj.apiVersion)}/${String(obj.kind)})`,
       );
     }
-    return this.update(def, namespace, name, decode(obj), sub, dryRun);
+    const decoded = decode(obj);
+    return this.update(def, namespace, name, def.view ? def.view.toStorage(decoded) : decoded, sub, dryRun);
   }
 
   /** DELETE: immediate, graceful (bound pods) or pending finalizers, as the real server decides. */

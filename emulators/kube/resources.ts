@@ -5,6 +5,7 @@
  */
 import type { StatusCause } from './api-errors.ts';
 import { validateCsr } from './csr.ts';
+import { coreToEvent, eventToCore } from './event-conversion.ts';
 import type { ClusterIpAllocator } from './defaults.ts';
 import {
   addDefaultTolerations,
@@ -89,6 +90,11 @@ export interface ResourceDef {
   createOnUpdate?: boolean;
   /** Create-only kinds that are answered, not stored (TokenReview, SubjectAccessReview). */
   virtual?: boolean;
+  /**
+   * A second shape of another resource's storage (events.k8s.io Events over core Events):
+   * objects are stored as `toStorage` makes them and served as `fromStorage` shows them.
+   */
+  view?: { storage: string; toStorage: (obj: KObject) => KObject; fromStorage: (obj: KObject) => KObject };
   /** Served from a CustomResourceDefinition: no strategic merge patch, per the real server. */
   custom?: { crdName: string; storageVersion: string; schema?: Record<string, unknown> };
 }
@@ -387,6 +393,7 @@ export const BUILTIN_RESOURCES: ResourceDef[] = [
     kind: 'Event',
     plural: 'events',
     shortNames: ['ev'],
+    columns: eventColumns,
     createOnUpdate: true,
     mergeKeys: METADATA_KEYS,
     fields: [
@@ -405,15 +412,17 @@ export const BUILTIN_RESOURCES: ResourceDef[] = [
       'deprecatedLastTimestamp',
       'deprecatedCount',
     ],
+    // Selectors see the stored (core/v1) shape.
     fieldSelectors: {
-      'regarding.kind': (o) => getPath(o, 'regarding.kind'),
-      'regarding.namespace': (o) => getPath(o, 'regarding.namespace'),
-      'regarding.name': (o) => getPath(o, 'regarding.name'),
-      'regarding.uid': (o) => getPath(o, 'regarding.uid'),
+      'regarding.kind': (o) => getPath(o, 'involvedObject.kind'),
+      'regarding.namespace': (o) => getPath(o, 'involvedObject.namespace'),
+      'regarding.name': (o) => getPath(o, 'involvedObject.name'),
+      'regarding.uid': (o) => getPath(o, 'involvedObject.uid'),
       reason: (o) => o.reason,
-      reportingController: (o) => o.reportingController,
+      reportingController: (o) => o.reportingComponent,
       type: (o) => o.type,
     },
+    view: { storage: '/events', toStorage: eventToCore, fromStorage: coreToEvent },
   }),
   resource({
     group: 'certificates.k8s.io',
@@ -572,7 +581,7 @@ export const BUILTIN_RESOURCES: ResourceDef[] = [
 
 /** `group/plural`: versions of one kind share storage, like the real server's storage per resource. */
 export function storageKey(def: ResourceDef): string {
-  return `${def.group}/${def.plural}`;
+  return def.view?.storage ?? `${def.group}/${def.plural}`;
 }
 
 export function groupVersion(def: { group: string; version: string }): string {

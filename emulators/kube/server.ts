@@ -72,12 +72,14 @@ function wantsTable(req: IncomingMessage): boolean {
 
 /** Serves an object in the version the URL names (only multi-version CRDs ever differ). */
 function serveJson(def: ResourceDef, obj: KObject, json: string): string {
+  if (def.view) return JSON.stringify(def.view.fromStorage(obj));
   const gv = groupVersion(def);
   if (obj.apiVersion === gv) return json;
   return JSON.stringify({ ...obj, apiVersion: gv });
 }
 
 function serveObject(def: ResourceDef, obj: KObject): KObject {
+  if (def.view) return def.view.fromStorage(obj);
   const gv = groupVersion(def);
   return obj.apiVersion === gv || obj.apiVersion === undefined ? obj : { ...obj, apiVersion: gv };
 }
@@ -231,7 +233,10 @@ export function createHandler(deps: ServerDeps): Handlers {
     apiVersion?: string,
   ) {
     const body = parseBody(await readBody(req), req.headers['content-type']);
-    return decodeObject(body, route.def, fieldValidationOf(query), kind, apiVersion);
+    const decoded = decodeObject(body, route.def, fieldValidationOf(query), kind, apiVersion);
+    // A view's objects are written in their storage shape.
+    if (route.def.view && kind === undefined) decoded.obj = route.def.view.toStorage(decoded.obj);
+    return decoded;
   }
 
   function deleteOptions(body: unknown, query: URLSearchParams): DeleteOptions {

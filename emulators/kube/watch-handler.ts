@@ -116,8 +116,12 @@ export function serveWatch(
     onEvent?.();
     if (type === ev.type && !opts.render) {
       // The common case: every watcher shares one serialisation of the event.
-      ev.line ??= `{"type":"${type}","object":${opts.serve(ev.obj, ev.json)}}\n`;
-      emit(ev.line);
+      const gv = groupVersion(def);
+      ev.lines ??= new Map();
+      let shared = ev.lines.get(gv);
+      if (shared === undefined)
+        ev.lines.set(gv, (shared = `{"type":"${type}","object":${opts.serve(ev.obj, ev.json)}}\n`));
+      emit(shared);
     } else emit(line(type, ev.obj, ev.json));
   };
   const bookmark = (annotations?: Record<string, string>) => {

@@ -18,8 +18,8 @@ export interface StoreEvent {
   json: string;
   /** The object before the change (MODIFIED and DELETED). */
   prev?: KObject;
-  /** The plain watch line for this event, built by the first watcher that needs it. */
-  line?: string;
+  /** Plain watch lines for this event by served group/version, built by the first watcher of each. */
+  lines?: Map<string, string>;
 }
 
 export type Subscriber = (ev: StoreEvent) => void;
