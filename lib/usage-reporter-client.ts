@@ -15,6 +15,12 @@ export interface MetricReport {
   endTime: string;
   value: MetricValue;
   labels?: Record<string, string>;
+  /**
+   * Optional idempotency key, for passthrough metrics only (an extension of ubbagent's API): it
+   * becomes the Service Control operationId, so sending the same report again with the same id,
+   * e.g. after a timeout, bills it once. 1-128 characters from `A-Za-z0-9._:-`.
+   */
+  id?: string;
 }
 
 /** One endpoint's queue as `GET /status` shows it. */
@@ -88,7 +94,8 @@ export class UsageReporterClient {
 
   /**
    * Posts one report. Resolves once the reporter has it on disk; rejects with UsageReporterError.
-   * A report that got through must not be sent again: the reporter sums what it is given.
+   * A report that got through must not be sent again (the reporter sums what it is given),
+   * unless it carries an `id`: then resending it, e.g. after a timeout, bills it once.
    */
   async report(report: MetricReport): Promise<void> {
     await this.request('POST', '/report', report);

@@ -225,7 +225,7 @@ export class Pipeline {
     for (const f of this.filters) r = f(r);
     const agg = this.aggregators.get(r.name);
     if (agg) agg.add(r);
-    else this.route({ ...r, id: randomUUID() });
+    else this.route({ ...r, id: r.id ?? randomUUID() });
     try {
       await this.store.commit();
     } catch (e) {

@@ -13,12 +13,16 @@ export interface Report {
   endTime: string;
   value: Value;
   labels: Record<string, string>;
+  /** The client's idempotency key (passthrough metrics only), used as the operationId. */
+  id?: string;
 }
 
 /** A report ready for the endpoints, with the id that becomes its Service Control operationId. */
 export interface StampedReport extends Report {
   id: string;
 }
+
+const REPORT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** A report the agent refuses; the message names the field (answered as HTTP 400). */
 export class ReportError extends Error {
@@ -43,7 +47,7 @@ export function validateReport(body: unknown, metrics: ReadonlyMap<string, Metri
     throw new ReportError('body must be a JSON object');
   const b = body as Record<string, unknown>;
   for (const k of Object.keys(b)) {
-    if (!['name', 'startTime', 'endTime', 'value', 'labels'].includes(k)) {
+    if (!['name', 'startTime', 'endTime', 'value', 'labels', 'id'].includes(k)) {
       throw new ReportError(`${k} is not a known field`);
     }
   }
@@ -89,6 +93,16 @@ export function validateReport(body: unknown, metrics: ReadonlyMap<string, Metri
       if (typeof lv !== 'string') throw new ReportError(`labels.${k} must be a string`);
       labels[k] = lv;
     }
+  }
+  if (b.id !== undefined) {
+    if (typeof b.id !== 'string' || !REPORT_ID.test(b.id)) {
+      throw new ReportError('id must be 1-128 characters from A-Z a-z 0-9 . _ : -');
+    }
+    // A sum cannot forget one of its parts, so only a report sent on its own can be de-duplicated.
+    if (metric.aggregation) {
+      throw new ReportError(`id is accepted only for passthrough metrics; "${metric.name}" is aggregated`);
+    }
+    return { name: metric.name, startTime, endTime, value, labels, id: b.id };
   }
   return { name: metric.name, startTime, endTime, value, labels };
 }

@@ -90,6 +90,31 @@ describe('usage reporter → Service Control emulator', function () {
     assert.equal(await emu.total('requests'), 2n, 'the refused reports billed nothing');
   });
 
+  it('bills a passthrough report sent with an id once, however often it is resent', async () => {
+    home.writeConfig(baseConfig(emu.rootUrl));
+    reporter = await ReporterHandle.start(home);
+    const r = { ...report('cell_seconds', 60, { cell: 'a' }), id: 'cell-a-2026-01-01T00:01' };
+    await reporter.client.report(r);
+    await reporter.client.report(r); // while the first may still be queued
+    await reporter.settled();
+    await reporter.terminate();
+    reporter = await ReporterHandle.start(home);
+    await reporter.client.report(r); // after a restart, long after it was billed
+    await reporter.client.report({ ...report('cell_seconds', 5), id: 'other' });
+    await reporter.settled();
+    assert.equal(await emu.total('cell_seconds'), 65n);
+    const rec = await emu.recorded();
+    assert.ok(rec.operations.some((o) => o.operation.operationId === r.id));
+    await assert.rejects(
+      reporter.client.report({ ...report('requests', 1), id: 'x' }),
+      (e: UsageReporterError) => e.status === 400 && /only for passthrough metrics/.test(e.message),
+    );
+    await assert.rejects(
+      reporter.client.report({ ...report('cell_seconds', 1), id: 'has space' }),
+      (e: UsageReporterError) => e.status === 400 && /id must be/.test(e.message),
+    );
+  });
+
   it('loses and double-bills nothing when kill -9 hits during a stream of reports', async () => {
     home.writeConfig(baseConfig(emu.rootUrl, { bufferSeconds: 0.2 }));
     // Lost replies make the reporter resend operations the emulator already billed.
