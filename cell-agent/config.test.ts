@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -12,6 +12,7 @@ const KEY = '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n';
 
 describe('cell agent config', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kip-cell-agent-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
   const write = (name: string, text: string) => {
     const p = join(dir, name);
     writeFileSync(p, text);

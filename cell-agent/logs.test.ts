@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -8,6 +8,7 @@ import { ContainerLogWriter, streamLog } from './logs.ts';
 
 describe('container log files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kip-logs-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
 
   const read = async (path: string, opts: Parameters<typeof streamLog>[1], finished = () => true) => {
     const out = new PassThrough();

@@ -107,6 +107,7 @@ export class PodRunner {
   private readonly createdAt = Date.now();
   /** Set once a DELETE finished: every container stopped. */
   private deleted = false;
+  private deleteGrace?: number;
 
   constructor(
     readonly request: PutPodRequest,
@@ -314,6 +315,11 @@ export class PodRunner {
       let ranMs: number;
       try {
         const inst = await r.start();
+        // Deleted while runc was starting it: the stop above found nothing to stop yet.
+        if (signal.aborted) {
+          await this.stopContainer(r, this.deleteGrace ?? 0);
+          return false;
+        }
         this.log.debug(
           { pod: this.uid, container: r.name, ms: Date.now() - this.createdAt },
           'container started',
@@ -464,6 +470,7 @@ export class PodRunner {
   delete(graceSeconds?: number): Promise<void> {
     if (this.deletion) return this.deletion;
     const grace = graceSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30;
+    this.deleteGrace = grace;
     this.terminating = true;
     this.abort.abort(new Error('pod deleted'));
     for (const ac of this.probeTimers) ac.abort();

@@ -59,6 +59,23 @@ describe('cell agent: stopping and restarting the agent', function () {
     cell?.remove();
   });
 
+  it('stops a pod deleted while its containers are still starting', async () => {
+    const agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
+    agents.push(agent);
+    for (let i = 0; i < 3; i++) {
+      const containers = ['a', 'b', 'c'].map((name) => ({ name, image, command: ['sleep', '3600'] }));
+      await agent.client.putPod({ pod: makePod(`quick-${i}`, { containers }) as never });
+      await new Promise((r) => setTimeout(r, i * 150));
+      await agent.client.deletePod(0);
+      const s = await waitForStatus(agent.client, (x) => x.deleted === true, 20_000);
+      assert.ok(s.phase === 'Failed' || s.phase === 'Succeeded');
+      for (const c of s.containerStatuses) assert.ok(c.state.terminated, `${c.name} terminated`);
+      assert.deepEqual(runcContainers(agent.dataDir), [], 'no container outlives the deletion');
+    }
+    await agent.stop();
+    agents.length = 0;
+  });
+
   it('cleans up what a killed agent left, and leaves nothing behind when stopped with SIGTERM', async () => {
     const first = await startAgent(cell, { insecureRegistries: [fwd.host] });
     agents.push(first);
