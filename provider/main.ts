@@ -3,30 +3,42 @@
  * connects to etcd (cluster id and CA created once), registers the virtual node and keeps its
  * status and lease, serves the kubelet API and Prometheus metrics, and watches the node's pods.
  *
- * Wiring point for the pod path: the pod controller (provider/pods/types.ts contract) takes
- * `podInformer` and a PodLifecycleHandler & PodNotifier from the cell manager; the cell manager's
- * agent proxy supplies the kubelet API's ContainerLogs/Exec/Attach/Stats handlers, and the cloud
- * layer adds a `cloud` health check. Until then those routes answer 501.
+ * The pod path: the pod controller (provider/pods/pod-controller.ts) takes `podInformer` and the
+ * cell manager (provider/pods/cell-manager.ts), which creates cells through the GCE cloud layer and
+ * talks to their agents; the kubelet API's logs, exec and stats handlers proxy to those agents
+ * (attach answers 501: the agent has no attach). The cloud layer adds a `cloud` health check.
  */
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
 import { CoordinationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { ConfigError } from '../lib/config-file.ts';
-import { createLogger } from '../lib/log.ts';
+import { createLogger, type Logger } from '../lib/log.ts';
+import type { KeyPair } from '../lib/tls.ts';
 import { printReadyLine } from '../lib/ready-line.ts';
 import { onShutdown } from '../lib/shutdown.ts';
-import { kubeletServingCertificate } from './certificates.ts';
+import { kubeletServingCertificate, providerClientCertificate } from './certificates.ts';
+import { gceCloudProviderFromConfig } from './cloud/from-config.ts';
+import { InstanceObserver } from './cloud/instance-observer.ts';
+import { OrphanCollector } from './cloud/orphan-collector.ts';
 import { loadProviderConfig, type ProviderConfig } from './config.ts';
 import { Informer } from './informer.ts';
 import { KubeletAuth, kubernetesReviewers } from './kubelet-api/auth.ts';
 import { startKubeletApiServer } from './kubelet-api/server.ts';
-import { createProviderMetrics, setCounts } from './metrics.ts';
+import { createProviderMetrics, setCounts, type ProviderMetrics } from './metrics.ts';
 import { LeaseController } from './node/lease-controller.ts';
 import { NodeController, type HealthCheck } from './node/node-controller.ts';
 import { desiredNode } from './node/node-object.ts';
+import { CellManager } from './pods/cell-manager.ts';
+import { KubeEventRecorder } from './pods/events.ts';
+import { kubeletHandlers } from './pods/kubelet-handlers.ts';
+import { PodController } from './pods/pod-controller.ts';
+import { resolveDispatch } from './pods/pod-dispatch.ts';
+import type { CellUsageMeter } from './pods/types.ts';
 import { CELL_STATES, CellStore } from './state/cells.ts';
 import { ensureCA, ensureClusterId } from './state/identity.ts';
 import { StateStore } from './state/store.ts';
@@ -69,6 +81,86 @@ function inClusterCA(cfg: ProviderConfig): string | undefined {
 function splitHostPort(listen: string): { host: string; port: number } {
   const i = listen.lastIndexOf(':');
   return { host: listen.slice(0, i) || '0.0.0.0', port: Number(listen.slice(i + 1)) };
+}
+
+/** Whether a Compute API can be called without probing the network for credentials. */
+function cloudReachable(cfg: ProviderConfig): boolean {
+  if (cfg.cloud.endpoint) return true;
+  if (process.env.GOOGLE_APPLICATION_CREDENTIALS) return true;
+  // In the cluster (GKE), credentials come from the metadata server (Workload Identity).
+  if (!cfg.kubeconfig) return true;
+  return existsSync(join(homedir(), '.config/gcloud/application_default_credentials.json'));
+}
+
+/** The cloud layer, the VM observer (feeding the orphan collector), the cell manager and the pod controller. */
+async function startPodPath(o: {
+  cfg: ProviderConfig;
+  clusterId: string;
+  ca: KeyPair;
+  cells: CellStore;
+  core: CoreV1Api;
+  podInformer: Informer<V1Pod>;
+  metrics: ProviderMetrics;
+  log: Logger;
+}) {
+  const { cfg, clusterId, ca, cells, core, metrics, log } = o;
+  const cloud = gceCloudProviderFromConfig(cfg, clusterId, {
+    log,
+    onCall: (method, code) => metrics.cloudApiCalls.inc({ method, code }),
+  });
+  const orphans = new OrphanCollector({
+    provider: cloud,
+    hasCell: async (vm) => !vm.pod?.uid || (await cells.get(vm.pod.uid)) !== null,
+    log,
+  });
+  const listIntervalMs = cfg.cloud.listIntervalSeconds * 1000;
+  const observer = new InstanceObserver({
+    provider: cloud,
+    intervalMs: listIntervalMs,
+    onObserve: (vms) => orphans.observe(vms).then(() => undefined),
+    log,
+  });
+  cloud
+    .ensureFirewall()
+    .catch((err: unknown) =>
+      log.warn(
+        { err: (err as Error).message },
+        'cannot ensure the cell agent firewall rule; cells may be unreachable',
+      ),
+    );
+  // Metering (provider/metering/) passes its meter here when usageReporter.url is set.
+  const meter: CellUsageMeter | undefined = undefined;
+  const cellManager = new CellManager({
+    cloud,
+    observer,
+    cells,
+    clusterId,
+    ca,
+    client: await providerClientCertificate(ca, clusterId),
+    agentPort: cfg.cells.agentPort,
+    insecureRegistries: cfg.cells.insecureRegistries,
+    resolveDispatch: (pod) => resolveDispatch(pod, { core }),
+    events: new KubeEventRecorder({ core, nodeName: cfg.nodeName, log }),
+    ...(meter ? { meter } : {}),
+    log,
+    onBooted: (machineType, seconds) => metrics.bootDuration.observe({ machine_type: machineType }, seconds),
+  });
+  const podController = new PodController({
+    informer: o.podInformer,
+    core,
+    provider: cellManager,
+    log,
+    metrics: metrics.queue,
+  });
+  observer.start();
+  const cloudHealth: HealthCheck = {
+    // A recent listing is proof enough; only a stale one costs a Compute API call.
+    name: 'cloud',
+    ping: async () => {
+      if (Date.now() - observer.snapshot().at > 3 * listIntervalMs + 10_000) await observer.refresh();
+    },
+  };
+  return { cloud, observer, cellManager, podController, cloudHealth };
 }
 
 async function main(): Promise<void> {
@@ -131,6 +223,16 @@ async function main(): Promise<void> {
   podInformer.start();
   stoppers.push(() => podInformer.stop());
 
+  // The pod path needs a Compute API: the configured endpoint (the lab's emulator) or Google's
+  // with credentials. Without either it stays off, rather than crash or probe for credentials.
+  const podPath = cloudReachable(cfg)
+    ? await startPodPath({ cfg, clusterId, ca, cells, core, podInformer, metrics, log })
+    : null;
+  if (!podPath)
+    log.warn(
+      'no cloud.endpoint and no Google credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud ADC or in-cluster): pods bound to this node get no cells',
+    );
+
   const serving =
     servingFiles ?? (await kubeletServingCertificate(ca, cfg.nodeName, [internalIP, '127.0.0.1']));
   const kubeletApi = await startKubeletApiServer({
@@ -140,14 +242,20 @@ async function main(): Promise<void> {
       cfg.kubeletApi.authentication === 'webhook'
         ? new KubeletAuth({ nodeName: cfg.nodeName, ...kubernetesReviewers(kc) })
         : null,
-    handlers: { pods: { listPods: () => podInformer.list() } },
+    handlers: {
+      pods: { listPods: () => podInformer.list() },
+      ...(podPath ? kubeletHandlers({ agents: podPath.cellManager, nodeName: cfg.nodeName, log }) : {}),
+    },
     log,
     requests: metrics.kubeletApiRequests,
   });
   stoppers.push(() => kubeletApi.close());
   if (cfg.kubeletApi.authentication === 'none') log.warn('kubelet API authentication is off (lab only)');
 
-  const health: HealthCheck[] = [{ name: 'etcd', ping: () => state.ping() }];
+  const health: HealthCheck[] = [
+    { name: 'etcd', ping: () => state.ping() },
+    ...(podPath ? [podPath.cloudHealth] : []),
+  ];
   const nodeCtl = new NodeController({
     core,
     node: desiredNode(cfg, { internalIP, kubeletPort: kubeletApi.port, clusterId }),
@@ -160,9 +268,19 @@ async function main(): Promise<void> {
     nodeUid: () => nodeCtl.nodeUid(),
     log,
   });
-  const loops = Promise.all([nodeCtl.run(stop.signal), leaseCtl.run(stop.signal)]);
+  const loops = Promise.all([
+    nodeCtl.run(stop.signal),
+    leaseCtl.run(stop.signal),
+    podPath?.podController.run(stop.signal),
+  ]);
+  // Reversed at shutdown: cell tasks stop first (cells and VMs stay for the next start to adopt),
+  // then the loops get a few seconds to finish the work in hand.
   stoppers.push(async () => {
-    await loops;
+    await Promise.race([loops, new Promise((r) => setTimeout(r, 5000).unref())]);
+  });
+  stoppers.push(async () => {
+    podPath?.observer.stop();
+    await podPath?.cellManager.stop();
   });
 
   const metricsServer: Server = createServer((req, res) => {

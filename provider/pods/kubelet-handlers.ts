@@ -1,0 +1,167 @@
+/**
+ * The kubelet API's handlers for the pod path: logs, exec and stats go to the pod's cell agent
+ * over mutual TLS (`/metrics/resource` is built from the same stats). Attach is not offered: the
+ * agent has no attach endpoint, so the route keeps answering 501 rather than pretending.
+ */
+import type { Readable } from 'node:stream';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { LogOptions as AgentLogOptions } from '../../lib/cell-agent-api.ts';
+import { CellAgentError, type CellAgentClient } from '../../lib/cell-agent-client.ts';
+import type { Logger } from '../../lib/log.ts';
+import {
+  InvalidInputError,
+  NotFoundError,
+  type ContainerLogsHandler,
+  type ContainerRef,
+  type ExecHandler,
+  type LogOptions,
+  type PodStats,
+  type SessionResult,
+  type SessionStreams,
+  type StatsHandler,
+  type StatsSummary,
+  type StreamOptions,
+} from '../kubelet-api/types.ts';
+
+/** Where the handlers find a pod's agent (the cell manager). */
+export interface AgentDirectory {
+  agentFor(namespace: string, name: string): { client: CellAgentClient; pod: V1Pod } | undefined;
+  dispatchedAgents(): { client: CellAgentClient; pod: V1Pod }[];
+}
+
+export interface KubeletHandlersOptions {
+  agents: AgentDirectory;
+  nodeName: string;
+  log: Logger;
+  /** Per-cell stats timeout. Default 5 s: one slow cell must not stall metrics-server's scrape. */
+  statsTimeoutMs?: number;
+}
+
+function resolveTarget(agents: AgentDirectory, target: ContainerRef): CellAgentClient {
+  const found = agents.agentFor(target.namespace, target.pod);
+  if (!found || (target.podUid && found.pod.metadata?.uid !== target.podUid))
+    throw new NotFoundError(`pod ${target.namespace}/${target.pod} is not running on a cell of this node`);
+  const names = [...(found.pod.spec?.containers ?? []), ...(found.pod.spec?.initContainers ?? [])].map(
+    (c) => c.name,
+  );
+  if (!names.includes(target.container))
+    throw new NotFoundError(`container ${target.container} is not valid for pod ${target.pod}`);
+  return found.client;
+}
+
+/** Maps the agent's 404 onto the kubelet API's; other agent errors pass through. */
+function translate(err: unknown): never {
+  if (err instanceof CellAgentError && err.code === 404) throw new NotFoundError(err.message);
+  if (err instanceof CellAgentError && err.code === 400) throw new InvalidInputError(err.message);
+  throw err;
+}
+
+export function kubeletHandlers(o: KubeletHandlersOptions): {
+  containerLogs: ContainerLogsHandler;
+  exec: ExecHandler;
+  stats: StatsHandler;
+} {
+  const startTime = new Date().toISOString();
+  return {
+    containerLogs: {
+      async containerLogs(target: ContainerRef, opts: LogOptions, signal: AbortSignal): Promise<Readable> {
+        const client = resolveTarget(o.agents, target);
+        if (opts.stream !== 'All')
+          throw new InvalidInputError(`stream: only All is supported by Kip cells (got ${opts.stream})`);
+        const q: AgentLogOptions = {
+          follow: opts.follow,
+          previous: opts.previous,
+          timestamps: opts.timestamps,
+        };
+        if (opts.tailLines !== undefined) q.tailLines = opts.tailLines;
+        if (opts.limitBytes !== undefined) q.limitBytes = opts.limitBytes;
+        if (opts.sinceSeconds !== undefined) q.sinceSeconds = opts.sinceSeconds;
+        if (opts.sinceTime) q.sinceTime = opts.sinceTime.toISOString();
+        try {
+          return await client.logs(target.container, q, signal);
+        } catch (err) {
+          return translate(err);
+        }
+      },
+    },
+    exec: {
+      async exec(
+        target: ContainerRef,
+        command: string[],
+        opts: StreamOptions,
+        streams: SessionStreams,
+      ): Promise<SessionResult> {
+        const client = resolveTarget(o.agents, target);
+        const session = client.exec(target.container, command, {
+          stdin: opts.stdin,
+          stdout: opts.stdout,
+          // A tty merges stderr into stdout on the client side.
+          stderr: opts.stderr || opts.tty,
+        });
+        if (streams.stdout) session.stdout.pipe(streams.stdout, { end: false });
+        else session.stdout.resume();
+        const errOut = streams.stderr ?? (opts.tty ? streams.stdout : null);
+        if (errOut) session.stderr.pipe(errOut, { end: false });
+        else session.stderr.resume();
+        if (streams.stdin) {
+          streams.stdin.on('data', (d: Buffer) => session.write(d));
+          streams.stdin.on('end', () => session.end());
+        }
+        streams.onResize((s) => session.resize(s.width, s.height));
+        const onAbort = () => session.close();
+        streams.signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          const r = await session.done;
+          // Let the last output frames reach the client before the status.
+          await new Promise((res) => setImmediate(res));
+          return { exitCode: r.exitCode };
+        } catch (err) {
+          return translate(err);
+        } finally {
+          streams.signal.removeEventListener('abort', onAbort);
+        }
+      },
+    },
+    stats: {
+      async statsSummary(): Promise<StatsSummary> {
+        const timeout = o.statsTimeoutMs ?? 5000;
+        const results = await Promise.all(
+          o.agents.dispatchedAgents().map(async ({ client, pod }) => {
+            try {
+              return (await Promise.race([
+                client.stats(),
+                new Promise<never>((_, rej) =>
+                  setTimeout(() => rej(new Error('timed out')), timeout).unref(),
+                ),
+              ])) as PodStats;
+            } catch (err) {
+              o.log.debug({ pod: pod.metadata?.name, err: (err as Error).message }, 'no stats from cell');
+              return null;
+            }
+          }),
+        );
+        const pods = results.filter((p): p is PodStats => p !== null);
+        const time = new Date().toISOString();
+        let cores = 0;
+        let coreSeconds = 0;
+        let working = 0;
+        let usage = 0;
+        for (const p of pods) {
+          cores += p.cpu?.usageNanoCores ?? 0;
+          coreSeconds += p.cpu?.usageCoreNanoSeconds ?? 0;
+          working += p.memory?.workingSetBytes ?? 0;
+          usage += p.memory?.usageBytes ?? 0;
+        }
+        return {
+          node: {
+            nodeName: o.nodeName,
+            startTime,
+            cpu: { time, usageNanoCores: cores, usageCoreNanoSeconds: coreSeconds },
+            memory: { time, usageBytes: usage, workingSetBytes: working },
+          },
+          pods,
+        };
+      },
+    },
+  };
+}
