@@ -177,10 +177,11 @@ export class ContainerRunner {
       exited: undefined as never,
       done: false,
     };
+    let ended = false;
     const exitCode = new Promise<number>((resolve) => {
       proc.once('error', () => resolve(128));
       proc.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 9 : 128)));
-    });
+    }).finally(() => (ended = true));
     // Output may still be in flight after runc exits; the streams end once the container's last writer is gone.
     const outputDone = Promise.all([
       new Promise((r) => proc.stdout!.once('close', r)),
@@ -195,8 +196,7 @@ export class ContainerRunner {
     const startedOk = await Promise.race([
       exitCode.then(() => false),
       (async () => {
-        while (!existsSync(pidFile) && instance.proc.exitCode === null)
-          await new Promise((r) => setTimeout(r, 5));
+        while (!existsSync(pidFile) && !ended) await new Promise((r) => setTimeout(r, 5));
         return existsSync(pidFile);
       })(),
     ]);
