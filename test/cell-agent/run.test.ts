@@ -4,6 +4,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
+import WebSocket from 'ws';
 import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
 import { CellAgentError } from '../../lib/cell-agent-client.ts';
 import { createCA, issueCertificate } from '../../lib/tls.ts';
@@ -395,6 +396,49 @@ describe('cell agent: running pods with runc', function () {
     assert.match(r.body.message as string, /persistentVolumeClaim/);
     r = await fetchJson(agent, 'GET', '/v1/pod/status?wait=soon');
     assert.equal(r.code, 400);
+    r = await put({ pod: makePod('x', { containers: 'all of them' }) });
+    assert.equal(r.code, 422);
+    r = await put({
+      pod: makePod('x', {
+        containers: [
+          { name: 'a', image, volumeMounts: [{ name: 'v', mountPath: '/v', subPath: '../../etc' }] },
+        ],
+        volumes: [{ name: 'v', emptyDir: {} }],
+      }),
+    });
+    assert.equal(r.code, 422);
+    assert.match(r.body.message as string, /subPath/);
+    r = await put({
+      pod: makePod('x', { containers: [{ name: 'a', image }], volumes: [{ name: 'v', secret: {} }] }),
+      volumes: { v: { files: { '../escape': 'aGk=' } } },
+    });
+    assert.equal(r.code, 422);
+    r = await put({ pod: makePod('x', { containers: [{ name: 'a', image }] }), surprise: true });
+    assert.equal(r.code, 422);
+    assert.match(r.body.message as string, /"surprise" is not a known field/);
+    r = await fetchJson(agent, 'DELETE', '/v1/pod?gracePeriodSeconds=later');
+    assert.equal(r.code, 400);
+    // Exec: no subprotocol, and a container that is not there.
+    const upgrade = (path: string, protocols: string[]) =>
+      new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(`${agent.baseUrl.replace('https', 'wss')}${path}`, protocols, {
+          ca: agent.pki.ca.certPem,
+          cert: agent.pki.client.certPem,
+          key: agent.pki.client.keyPem,
+        });
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => reject(new Error('upgraded')));
+        ws.on('error', () => undefined);
+      });
+    assert.equal(
+      await upgrade('/v1/pod/containers/a/exec?command=ls&stdout=1', ['base64.channel.k8s.io']),
+      400,
+    );
+    assert.equal(
+      await upgrade('/v1/pod/containers/nope/exec?command=ls&stdout=1', ['v5.channel.k8s.io']),
+      404,
+    );
+    assert.equal(await upgrade('/v1/pod/containers/a/exec?stdout=1', ['v5.channel.k8s.io']), 400);
 
     const first = makePod('first', {
       containers: [{ name: 'a', image, command: ['sleep', '3600'] }],
