@@ -19,6 +19,11 @@ export interface ServiceControlClientOptions {
   /** Used to sign tokens when `rootUrl` is not set. */
   key?: ServiceAccountKey;
   timeoutMs: number;
+  /**
+   * The fetch used for token and API requests when authenticating with the key (default: the
+   * global fetch). Tests use it to answer Google's endpoints locally; it could route through a proxy.
+   */
+  fetch?: typeof fetch;
 }
 
 export const SERVICE_CONTROL_SCOPE = 'https://www.googleapis.com/auth/servicecontrol';
@@ -51,6 +56,7 @@ export function createServiceControlClient(opts: ServiceControlClientOptions): S
       email: opts.key.client_email,
       key: opts.key.private_key,
       scopes: [SERVICE_CONTROL_SCOPE],
+      ...(opts.fetch ? { transporterOptions: { fetchImplementation: opts.fetch } } : {}),
     });
     sc = servicecontrol({ version: 'v1', auth });
   }
