@@ -2,7 +2,7 @@
  * API discovery in the legacy form (`/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`),
  * which kubectl falls back to when it is offered instead of the aggregated form, and `/version`.
  */
-import { groupVersion, type ResourceDef, type ResourceRegistry } from './resources.ts';
+import type { ResourceDef, ResourceRegistry } from './resources.ts';
 
 export const SERVER_VERSION = {
   major: '1',
@@ -121,5 +121,3 @@ export function apiResourceList(registry: ResourceRegistry, gv: string): object 
     resources: defs.flatMap(resourceEntries),
   };
 }
-
-export { groupVersion };

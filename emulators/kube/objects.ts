@@ -9,7 +9,6 @@ import {
   ApiError,
   badRequest,
   conflict,
-  forbidden,
   invalid,
   notFound,
   STALE_OBJECT,
@@ -341,10 +340,5 @@ export class ObjectService {
     if (!obj.metadata.deletionTimestamp || (obj.metadata.finalizers ?? []).length > 0) return false;
     if (def.kind === 'Namespace') return false;
     return (obj.metadata.deletionGracePeriodSeconds ?? 0) === 0;
-  }
-
-  /** Refuses writes into a namespace that is being deleted. */
-  static terminating(namespace: string): ApiError {
-    return forbidden(`unable to create new content in namespace ${namespace} because it is being terminated`);
   }
 }

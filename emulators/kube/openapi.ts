@@ -5,7 +5,7 @@
  * it sends fieldValidation=Strict instead of needing full schemas.
  */
 import { createHash } from 'node:crypto';
-import { groupVersion, type ResourceDef, type ResourceRegistry } from './resources.ts';
+import type { ResourceDef, ResourceRegistry } from './resources.ts';
 
 function operation(def: ResourceDef, verb: string, action: string): object {
   return {
@@ -96,8 +96,6 @@ export class OpenApiDocuments {
     return this.build().get(path)?.body;
   }
 }
-
-export { groupVersion };
 
 /**
  * An OpenAPI v2 document with no definitions. kubectl fetches v2 only to validate kinds the v3
