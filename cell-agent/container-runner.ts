@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { ContainerState, ContainerStateTerminated, ContainerStatus } from '../lib/cell-agent-api.ts';
 import type { Logger } from '../lib/log.ts';
-import { buildRuntimeSpec, ContainerConfigError, type BundleMount } from './bundle.ts';
+import { buildRuntimeSpec, type BundleMount } from './bundle.ts';
 import { cgroupDir, readCgroupTable } from './cgroups.ts';
 import type { PulledImage } from './image-source.ts';
 import { ContainerLogWriter } from './logs.ts';
@@ -334,5 +334,3 @@ function tailText(logPath: string, lines: number, bytes: number): string | undef
     return undefined;
   }
 }
-
-export { ContainerConfigError };
