@@ -27,6 +27,8 @@ export interface FlushResult extends PostResult {
 export class FlushLoop {
   private running: Promise<unknown> = Promise.resolve();
   private tick = 0;
+  /** Metrics the reporter takes no report id for (see postPending). */
+  private readonly idRefused = new Set<string>();
 
   constructor(private readonly opts: FlushLoopOptions) {}
 
@@ -75,7 +77,7 @@ export class FlushLoop {
 
   private async post(): Promise<PostResult> {
     const { ledger, reporter, log, metrics } = this.opts;
-    const result = await postPending({ ledger, reporter, log, metrics });
+    const result = await postPending({ ledger, reporter, log, metrics, idRefused: this.idRefused });
     metrics.intervalsPending.set(result.pending);
     metrics.cellsMetered.set((await ledger.cells()).length);
     return result;

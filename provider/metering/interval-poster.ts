@@ -1,6 +1,6 @@
 /**
  * Sends closed intervals' reports to the usage reporter, oldest first, so that each report is
- * accepted at most once and none is dropped while the reporter is merely down.
+ * billed exactly once and none is dropped while the reporter is down.
  */
 import type { Logger } from '../../lib/log.ts';
 import { UsageReporterError, type MetricReport } from '../../lib/usage-reporter-client.ts';
@@ -21,36 +21,49 @@ export interface PostResult {
   pending: number;
 }
 
-/**
- * Sends what is pending. Before each report its index is recorded as in flight; after the reporter's
- * 200 the record moves past it. A report still in flight when a pass starts (the provider died or
- * the reply was lost mid-send) may already be billed, and the reporter cannot recognise a resend,
- * so it is set aside as unconfirmed rather than sent twice. A reporter that does not answer its
- * status probe, or answers 5xx (it did not persist the report), gets the same report again next pass.
- */
-export async function postPending(opts: {
+export interface PostOptions {
   ledger: UsageLedger;
   reporter: ReporterApi;
   log: Logger;
   metrics: MeteringMetrics;
-}): Promise<PostResult> {
-  const { ledger, reporter, log, metrics } = opts;
+  /**
+   * Metrics the reporter refused a report id for (aggregated there rather than passthrough). Kept
+   * by the caller across passes; their reports go without an id.
+   */
+  idRefused: Set<string>;
+}
+
+/**
+ * Sends what is pending. Each report goes with its ledger id, which the reporter makes the Service
+ * Control operationId, so a resend is billed once. Before a report is sent its index is recorded as
+ * in flight; after the reporter's 200 the record moves past it. A report still in flight when a pass
+ * starts (the provider died or the reply was lost mid-send) is sent again under the same id. For a
+ * metric the reporter aggregates, no id is possible and the reporter cannot recognise a resend, so
+ * such a report is set aside as unconfirmed instead of being sent twice. A reporter that does not
+ * answer its status probe, or answers 5xx (it did not persist the report), gets the same report again
+ * next pass.
+ */
+export async function postPending(opts: PostOptions): Promise<PostResult> {
+  const { ledger, reporter, log, metrics, idRefused } = opts;
   const intervals = await ledger.pending();
   let posted = 0;
   let reachable: boolean | undefined;
   for (let n = 0; n < intervals.length; n++) {
     let stored: StoredInterval = intervals[n]!;
     let rec: IntervalRecord = stored.record;
-    if (rec.inFlight !== null) {
+    if (rec.inFlight !== null && !rec.inFlightWithId) {
       const i = rec.inFlight;
       const r = rec.reports[i]!;
       log.error(
         { interval: rec.seq, reportId: r.id, report: r.report },
-        'a usage report was interrupted mid-send and may have been billed; kept in the ledger as unconfirmed, not resent',
+        'a usage report without id was interrupted mid-send and may have been billed; kept in the ledger as unconfirmed, not resent',
       );
       metrics.reportsUnconfirmed.inc({ metric: r.report.name });
       rec = { ...rec, inFlight: null, next: i + 1, unconfirmed: [...rec.unconfirmed, i] };
       stored = await ledger.updateInterval(stored, rec);
+    } else if (rec.inFlight !== null) {
+      // Sent with its id: sending it again is safe, and it is next anyway.
+      rec = { ...rec, inFlight: null };
     }
     while (rec.next < rec.reports.length) {
       if (reachable === undefined) {
@@ -65,11 +78,23 @@ export async function postPending(opts: {
       if (!reachable) return { posted, pending: intervals.length - n };
       const i = rec.next;
       const r = rec.reports[i]!;
-      stored = await ledger.updateInterval(stored, (rec = { ...rec, inFlight: i }));
+      const withId = !idRefused.has(r.report.name);
+      stored = await ledger.updateInterval(stored, (rec = { ...rec, inFlight: i, inFlightWithId: withId }));
       try {
-        await reporter.report(r.report);
+        await reporter.report(withId ? { ...r.report, id: r.id } : r.report);
       } catch (err) {
         if (err instanceof UsageReporterError && err.status >= 400 && err.status < 500) {
+          if (withId) {
+            // ubbagent's form has no id; a reporter aggregating this metric refuses one. Send it
+            // without: a 4xx means nothing was taken.
+            log.warn(
+              { metric: r.report.name, err: err.message },
+              'usage reporter refused a report id; sending this metric without ids (configure it as passthrough so resends are de-duplicated)',
+            );
+            idRefused.add(r.report.name);
+            stored = await ledger.updateInterval(stored, (rec = { ...rec, inFlight: null }));
+            continue;
+          }
           log.error(
             { interval: rec.seq, report: r.report, err: err.message },
             'usage reporter refused a report',
@@ -90,7 +115,7 @@ export async function postPending(opts: {
           await ledger.updateInterval(stored, { ...rec, inFlight: null });
           return { posted, pending: intervals.length - n };
         }
-        // No answer after the request went out: leave it in flight; the next pass sets it aside.
+        // No answer after the request went out: leave it in flight for the next pass to decide.
         log.warn({ err: (err as Error).message }, 'usage report send failed without an answer');
         return { posted, pending: intervals.length - n };
       }

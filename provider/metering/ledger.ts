@@ -26,9 +26,9 @@ export interface LedgerHead extends BillingPosition {
 /**
  * One closed interval. Posting goes report by report: `inFlight` is written before a report is
  * sent and cleared with `next` after the reporter accepted it. A report found `inFlight` after a
- * crash or a lost reply may have been accepted; the reporter does not de-duplicate, so it is never
- * sent again: it is moved to `unconfirmed` (kept here for reconciliation) instead of being billed
- * twice.
+ * crash or a lost reply may have been accepted: sent with its id, it is sent again under the same
+ * id (billed once); sent without (a metric the reporter aggregates), it is moved to `unconfirmed`
+ * (kept here for reconciliation) instead of risking a second bill.
  */
 export interface IntervalRecord {
   seq: number;
@@ -40,6 +40,8 @@ export interface IntervalRecord {
   /** Index of the next report to send. */
   next: number;
   inFlight: number | null;
+  /** Whether the report in flight went with its id (a resend is then de-duplicated). */
+  inFlightWithId?: boolean;
   unconfirmed: number[];
   rejected: { index: number; error: string }[];
 }

@@ -22,15 +22,18 @@ import {
 const log = createLogger('metering-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 const METRICS = ['cell_seconds', 'vcpu_seconds', 'memory_gib_seconds', 'gpu_seconds'];
 
-/** The chart's reporter config (aggregated int metrics to Service Control), with a short buffer. */
-function reporterConfig(rootUrl: string): object {
+/**
+ * The chart's reporter config: passthrough int metrics to Service Control, or with `bufferSeconds`
+ * aggregated ones (a chart value), for which the reporter takes no report ids.
+ */
+function reporterConfig(rootUrl: string, bufferSeconds = 0): object {
   return {
     identities: [{ name: 'gcp', gcp: { encodedServiceAccountKey: '$AGENT_ENCODED_KEY' } }],
     metrics: METRICS.map((name) => ({
       name,
       type: 'int',
       endpoints: [{ name: 'servicecontrol' }],
-      aggregation: { bufferSeconds: 0.3 },
+      ...(bufferSeconds ? { aggregation: { bufferSeconds } } : { passthrough: {} }),
     })),
     endpoints: [
       {
@@ -291,7 +294,7 @@ describe('provider metering → usage reporter → Service Control', function ()
     assertWithin(await billed(emu), want, {});
   });
 
-  it('a provider killed after the reporter took a report, before recording that, never sends it twice', async () => {
+  it('a provider killed after the reporter took a report, before recording that, resends it under its id: billed once', async () => {
     const crashing = new CrashingReporter(reporter.url);
     crashing.hangAfterReports = 2;
     const first = await newMeter({ reporter: crashing });
@@ -303,15 +306,50 @@ describe('provider metering → usage reporter → Service Control', function ()
     await flushing;
 
     const second = await newMeter();
-    await second.meter.flush();
+    const r = await second.meter.flush();
+    assert.equal(r.posted, 10 - 1, 'the rest of the interval, the interrupted report included');
     await reporter.settled();
     // Every report reached Service Control exactly once: the totals are the runtime, not more.
     assertWithin(await billed(emu), want, {});
     const view = new UsageLedger((await openStore()).ns);
-    const kept = await view.kept();
-    assert.equal(kept.length, 1);
-    assert.deepEqual(kept[0]!.unconfirmed, [1], 'the interrupted report is kept for reconciliation');
+    assert.deepEqual(await view.kept(), [], 'nothing left unconfirmed');
     assert.equal((await view.pending()).length, 0);
+  });
+
+  it('with metrics the reporter aggregates (no ids), an interrupted report is set aside, never billed twice', async () => {
+    const aggHome = new ReporterHome();
+    aggHome.writeConfig(reporterConfig(emu.rootUrl, 0.3));
+    const aggReporter = await ReporterHandle.start(aggHome);
+    try {
+      const crashing = new CrashingReporter(aggReporter.url);
+      crashing.hangAfterReports = 2;
+      const store = await openStore();
+      const first = new UsageMeter({ ns: store.ns, reporter: crashing, intervalSeconds: 3600, log });
+      const want = await pastCells(first);
+      const flushing = first.flush().catch(() => undefined);
+      await waitFor(async () => (crashing.hung ? true : undefined), 5000, 'the second report to be taken');
+      store.close();
+      crashing.end();
+      await flushing;
+
+      const secondStore = await openStore();
+      const second = new UsageMeter({
+        ns: secondStore.ns,
+        reporterUrl: aggReporter.url,
+        intervalSeconds: 3600,
+        log,
+      });
+      await second.flush();
+      await aggReporter.settled();
+      // The interrupted report had reached the reporter before the crash: billed once, not again.
+      assertWithin(await billed(emu), want, {});
+      const kept = await new UsageLedger(secondStore.ns).kept();
+      assert.equal(kept.length, 1);
+      assert.deepEqual(kept[0]!.unconfirmed, [1], 'the interrupted report is kept for reconciliation');
+    } finally {
+      await aggReporter.terminate();
+      aggHome.remove();
+    }
   });
 
   it('keeps usage while the reporter is down and sends all of it once it is back', async () => {
