@@ -1,0 +1,365 @@
+/**
+ * The pod path end to end on real parts: etcd, the Kubernetes API emulator (with kubectl), a
+ * docker-registry, the Compute Engine emulator whose netns hypervisor boots the real cell agent
+ * from `kip-cell-agent-config`, and the provider itself as a child process.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InstancesClient } from '@google-cloud/compute';
+import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
+import WebSocket from 'ws';
+import { stringify } from 'yaml';
+import { labelValue } from '../../provider/cloud/instance-names.ts';
+import { startEtcd, type TestEtcd } from '../../provider/testing/etcd.ts';
+import { eventually, startTestKube, type TestKube } from '../../provider/testing/kube.ts';
+import { forwardTcp } from '../cell-agent/support.ts';
+import { startGceEmulator, type GceEmulator } from '../support/gce.ts';
+import { buildImage, pushImage } from '../support/images.ts';
+import { startProcess, type StartedProcess } from '../support/process.ts';
+import { startRegistry, type StartedRegistry } from '../support/registry.ts';
+
+interface Vm {
+  name: string;
+  status: string;
+  ip?: string;
+  created?: string;
+  podUid?: string;
+}
+
+describe('provider pod path (kube emulator, GCE emulator with netns cells, real agent)', function () {
+  this.timeout(150_000);
+  let etcd: TestEtcd;
+  let kube: TestKube;
+  let emu: GceEmulator;
+  let registry: StartedRegistry;
+  let forward: { host: string; close(): void };
+  let provider: StartedProcess | undefined;
+  let dir: string;
+  let configPath: string;
+  let image: string;
+  let kubeletPort: number;
+
+  const startProvider = async () => {
+    provider = await startProcess(
+      process.execPath,
+      ['--import', 'tsx', 'provider/main.ts', '--config', configPath],
+      { timeoutMs: 60_000, env: { LOG_LEVEL: 'info' } },
+    );
+    kubeletPort = (provider.ready as { kubeletPort: number }).kubeletPort;
+  };
+
+  const vms = async (): Promise<Vm[]> => {
+    const client = new InstancesClient(emu.clientOptions);
+    const out: Vm[] = [];
+    for (const zone of emu.zones) {
+      const [items] = await client.list({ project: emu.project, zone });
+      for (const i of items)
+        out.push({
+          name: i.name!,
+          status: i.status!,
+          ip: i.networkInterfaces?.[0]?.networkIP ?? undefined,
+          created: i.creationTimestamp ?? undefined,
+          podUid: i.labels?.['kip-pod-uid'],
+        });
+    }
+    await client.close();
+    return out;
+  };
+  const vmFor = async (uid: string) => (await vms()).filter((v) => v.podUid === labelValue(uid));
+
+  const getPod = async (name: string): Promise<V1Pod | undefined> => {
+    try {
+      return await kube.kubectlJson<V1Pod>('get', 'pod', name);
+    } catch {
+      return undefined;
+    }
+  };
+  const events = async (pod: string) =>
+    (
+      await kube.kubectlJson<{ items: CoreV1Event[] }>(
+        'get',
+        'events',
+        '--field-selector',
+        `involvedObject.name=${pod}`,
+      )
+    ).items;
+
+  const apply = async (pod: Record<string, unknown>) => {
+    const file = join(dir, `${(pod.metadata as { name: string }).name}.yaml`);
+    writeFileSync(file, stringify(pod));
+    await kube.kubectl('apply', '-f', file);
+  };
+  const podSpec = (name: string, spec: Record<string, unknown>) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: 'default' },
+    spec: {
+      nodeName: 'kip',
+      terminationGracePeriodSeconds: 2,
+      tolerations: [{ key: 'virtual-kubelet.io/provider', operator: 'Exists' }],
+      ...spec,
+    },
+  });
+  const running = (name: string, timeoutMs = 60_000) =>
+    eventually(
+      async () => {
+        const p = await getPod(name);
+        return p?.status?.phase === 'Running' && p.status.containerStatuses?.[0]?.state?.running
+          ? p
+          : undefined;
+      },
+      timeoutMs,
+      `pod ${name} Running`,
+    );
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), `kip-pods-${process.pid}-`));
+    [etcd, kube, registry, emu] = await Promise.all([
+      startEtcd(),
+      startTestKube(),
+      startRegistry(),
+      startGceEmulator({
+        hypervisor: 'netns',
+        config: { delays: { provisioningMs: 50, stagingMs: 50 }, hypervisor: { stopGraceMs: 1000 } },
+      }),
+    ]);
+    // The cells reach the registry through the emulator's bridge address.
+    forward = await forwardTcp(emu.network.gateway, registry.host);
+    const layout = await buildImage({
+      name: 'kip-pods-test',
+      tag: '1',
+      entrypoint: ['/bin/sh', '-c'],
+      cmd: ['echo hello from the cell; exec sleep 3600'],
+    });
+    await pushImage(layout, '1', registry.host);
+    image = `${forward.host}/kip-pods-test:1`;
+    configPath = join(dir, 'provider.yaml');
+    writeFileSync(
+      configPath,
+      stringify({
+        nodeName: 'kip',
+        kubeconfig: kube.kubeconfigPath,
+        node: { internalIP: '127.0.0.1' },
+        cloud: {
+          project: emu.project,
+          zones: emu.zones,
+          endpoint: { host: emu.host, port: emu.port, protocol: 'http' },
+          listIntervalSeconds: 0.5,
+        },
+        cells: { insecureRegistries: [forward.host] },
+        etcd: { endpoints: [etcd.endpoint], prefix: `/kip-pods-${process.pid}/` },
+        kubeletApi: { listen: '127.0.0.1:0', authentication: 'none' },
+        metrics: { listen: '127.0.0.1:0' },
+      }),
+    );
+    await startProvider();
+  });
+
+  after(async () => {
+    await provider?.stop(10_000);
+    forward?.close();
+    await emu?.stop();
+    await Promise.all([registry?.stop(), kube?.stop(), etcd?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed' && provider) console.error(provider.stderr().slice(-6000));
+  });
+
+  it('runs a bound pod on its own cell: Running with podIP = the VM address, logs and exec reach the container', async () => {
+    await apply(podSpec('web', { containers: [{ name: 'app', image }] }));
+    // While the VM boots, the pod says so.
+    const waiting = await eventually(
+      async () => {
+        const p = await getPod('web');
+        return p?.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'CellBooting' ? p : undefined;
+      },
+      20_000,
+      'waiting reason CellBooting',
+    );
+    assert.match(waiting.status!.containerStatuses![0]!.state!.waiting!.message!, /VM kip-/);
+    const pod = await running('web');
+    const [vm, ...more] = await vmFor(pod.metadata!.uid!);
+    assert.equal(more.length, 0, 'one VM for the pod');
+    assert.equal(vm!.status, 'RUNNING');
+    assert.equal(pod.status!.podIP, vm!.ip);
+    assert.equal(pod.status!.hostIP, vm!.ip);
+    assert.ok(pod.status!.startTime);
+    assert.equal(pod.status!.qosClass, 'BestEffort');
+    assert.equal(pod.status!.conditions!.find((c) => c.type === 'Ready')?.status, 'True');
+
+    // kubectl logs goes API server → kubelet API → the cell's agent.
+    const logs = await eventually(async () => {
+      const out = await kube.kubectl('logs', 'web');
+      return out.includes('hello from the cell') ? out : undefined;
+    }, 10_000);
+    assert.match(logs, /hello from the cell/);
+
+    const exec = await execThroughKubelet('default', 'web', 'app', [
+      'sh',
+      '-c',
+      'echo $((6*7)); cat /etc/hostname',
+    ]);
+    assert.equal(exec.exitCode, 0);
+    assert.equal(exec.stdout, '42\nweb\n');
+    const failed = await execThroughKubelet('default', 'web', 'app', ['sh', '-c', 'exit 3']);
+    assert.equal(failed.exitCode, 3);
+
+    const reasons = (await events('web')).map((e) => e.reason);
+    assert.ok(reasons.includes('CellCreated'), `events: ${reasons.join(',')}`);
+  });
+
+  it('a provider killed with SIGKILL re-adopts the running cell: no second VM, the container not restarted', async () => {
+    const before = await running('web');
+    const [vmBefore] = await vmFor(before.metadata!.uid!);
+    const startedAt = before.status!.containerStatuses![0]!.state!.running!.startedAt;
+    provider!.proc.kill('SIGKILL');
+    await new Promise((r) => provider!.proc.once('exit', r));
+    await startProvider();
+    // A new pod after the restart still gets its cell, so the controller is really running.
+    await apply(podSpec('after-restart', { containers: [{ name: 'app', image }] }));
+    await running('after-restart');
+    const now = await running('web');
+    const vmsNow = await vmFor(now.metadata!.uid!);
+    assert.equal(vmsNow.length, 1);
+    assert.equal(vmsNow[0]!.name, vmBefore!.name);
+    assert.equal(vmsNow[0]!.created, vmBefore!.created);
+    assert.equal(now.status!.containerStatuses![0]!.restartCount, 0);
+    assert.equal(
+      new Date(now.status!.containerStatuses![0]!.state!.running!.startedAt!).getTime(),
+      new Date(startedAt!).getTime(),
+    );
+    const logs = await kube.kubectl('logs', 'web');
+    assert.equal(logs.match(/hello from the cell/g)?.length, 1, 'the container ran once');
+  });
+
+  it('delete: the pod is stopped, its VM deleted, then the pod is gone', async () => {
+    const pod = await running('after-restart');
+    const uid = pod.metadata!.uid!;
+    await kube.kubectl('delete', 'pod', 'after-restart', '--wait=false');
+    let vmGoneAt = 0;
+    let podGoneAt = 0;
+    await eventually(
+      async () => {
+        if (!vmGoneAt && (await vmFor(uid)).length === 0) vmGoneAt = Date.now();
+        if (!podGoneAt && !(await getPod('after-restart'))) podGoneAt = Date.now();
+        return vmGoneAt && podGoneAt ? true : undefined;
+      },
+      60_000,
+      'VM and pod gone',
+    );
+    assert.ok(vmGoneAt <= podGoneAt, 'the VM was gone before the pod');
+  });
+
+  it('a pod with restartPolicy Never completes: Succeeded kept, its VM deleted', async () => {
+    await apply(
+      podSpec('once', {
+        restartPolicy: 'Never',
+        containers: [{ name: 'job', image, command: ['sh', '-c', 'echo done'] }],
+      }),
+    );
+    const pod = await eventually(
+      async () => {
+        const p = await getPod('once');
+        return p?.status?.phase === 'Succeeded' ? p : undefined;
+      },
+      60_000,
+      'pod Succeeded',
+    );
+    assert.equal(pod.status!.containerStatuses![0]!.state!.terminated!.exitCode, 0);
+    await eventually(async () => (await vmFor(pod.metadata!.uid!)).length === 0, 30_000, 'VM deleted');
+    const later = await getPod('once');
+    assert.equal(later?.status?.phase, 'Succeeded');
+  });
+
+  it('a missing image: a clear waiting reason and an event', async () => {
+    await apply(
+      podSpec('noimage', { containers: [{ name: 'app', image: `${forward.host}/does-not-exist:1` }] }),
+    );
+    const pod = await eventually(
+      async () => {
+        const p = await getPod('noimage');
+        const r = p?.status?.containerStatuses?.[0]?.state?.waiting?.reason;
+        return r === 'ErrImagePull' || r === 'ImagePullBackOff' ? p : undefined;
+      },
+      60_000,
+      'ErrImagePull',
+    );
+    assert.match(pod.status!.containerStatuses![0]!.state!.waiting!.message!, /does-not-exist/);
+    const ev = await eventually(
+      async () => (await events('noimage')).find((e) => e.reason === 'ErrImagePull' && e.type === 'Warning'),
+      10_000,
+      'ErrImagePull event',
+    );
+    assert.match(ev.message!, /does-not-exist/);
+    await kube.kubectl('delete', 'pod', 'noimage', '--wait=false');
+  });
+
+  it('an unsupported volume: an event and a status message naming the field, and no VM', async () => {
+    await apply(
+      podSpec('pvc', {
+        containers: [{ name: 'app', image, volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
+        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
+      }),
+    );
+    const pod = await eventually(
+      async () => {
+        const p = await getPod('pvc');
+        return p?.status?.reason === 'UnsupportedPodSpec' ? p : undefined;
+      },
+      20_000,
+      'UnsupportedPodSpec status',
+    );
+    assert.match(pod.status!.message!, /spec\.volumes\[0\]\.persistentVolumeClaim/);
+    assert.equal(pod.status!.phase, 'Pending');
+    const ev = await eventually(
+      async () => (await events('pvc')).find((e) => e.reason === 'UnsupportedPodSpec'),
+      10_000,
+      'UnsupportedPodSpec event',
+    );
+    assert.equal(ev.type, 'Warning');
+    assert.match(ev.message!, /persistentVolumeClaim volumes are not supported yet/);
+    assert.equal((await vmFor(pod.metadata!.uid!)).length, 0);
+    await kube.kubectl('delete', 'pod', 'pvc', '--wait=false');
+    await eventually(async () => !(await getPod('pvc')), 20_000, 'unsupported pod deleted');
+  });
+
+  /** Exec through the provider's kubelet API over the v5 channel protocol. */
+  async function execThroughKubelet(
+    ns: string,
+    pod: string,
+    container: string,
+    command: string[],
+  ): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    const q = new URLSearchParams({ output: '1', error: '1' });
+    for (const c of command) q.append('command', c);
+    const ws = new WebSocket(
+      `wss://127.0.0.1:${kubeletPort}/exec/${ns}/${pod}/${container}?${q}`,
+      ['v5.channel.k8s.io'],
+      {
+        rejectUnauthorized: false,
+      },
+    );
+    const out: Record<number, string> = {};
+    return new Promise((resolve, reject) => {
+      ws.on('message', (d: Buffer) => (out[d[0]!] = (out[d[0]!] ?? '') + d.subarray(1).toString()));
+      ws.on('error', reject);
+      ws.on('unexpected-response', (_q, res) => reject(new Error(`exec answered ${res.statusCode}`)));
+      ws.on('close', () => {
+        const status = JSON.parse(out[3] ?? '{}') as {
+          status?: string;
+          details?: { causes?: { reason: string; message: string }[] };
+        };
+        const code = status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message;
+        resolve({
+          exitCode: status.status === 'Success' ? 0 : Number(code ?? -1),
+          stdout: out[1] ?? '',
+          stderr: out[2] ?? '',
+        });
+      });
+    });
+  }
+});
