@@ -39,6 +39,7 @@ import { kubeletHandlers } from './pods/kubelet-handlers.ts';
 import { PodController } from './pods/pod-controller.ts';
 import { resolveDispatch } from './pods/pod-dispatch.ts';
 import type { CellUsageMeter } from './pods/types.ts';
+import { UsageMeter } from './metering/usage-meter.ts';
 import { CELL_STATES, CellStore } from './state/cells.ts';
 import { ensureCA, ensureClusterId } from './state/identity.ts';
 import { StateStore } from './state/store.ts';
@@ -102,6 +103,8 @@ async function startPodPath(o: {
   podInformer: Informer<V1Pod>;
   metrics: ProviderMetrics;
   log: Logger;
+  /** Set when usageReporter.url is (provider/metering/). */
+  meter?: CellUsageMeter;
 }) {
   const { cfg, clusterId, ca, cells, core, metrics, log } = o;
   const cloud = gceCloudProviderFromConfig(cfg, clusterId, {
@@ -128,8 +131,7 @@ async function startPodPath(o: {
         'cannot ensure the cell agent firewall rule; cells may be unreachable',
       ),
     );
-  // Metering (provider/metering/) passes its meter here when usageReporter.url is set.
-  const meter: CellUsageMeter | undefined = undefined;
+  const meter = o.meter;
   const cellManager = new CellManager({
     cloud,
     observer,
@@ -223,10 +225,25 @@ async function main(): Promise<void> {
   podInformer.start();
   stoppers.push(() => podInformer.stop());
 
+  // Metering (docs/metering.md): stopped after the cell manager (stoppers run reversed), so the
+  // final flush bills the last stops.
+  const meter = cfg.usageReporter.url
+    ? new UsageMeter({
+        ns: state.ns,
+        reporterUrl: cfg.usageReporter.url,
+        intervalSeconds: cfg.usageReporter.intervalSeconds,
+        log,
+        registry: metrics.registry,
+      })
+    : undefined;
+  if (meter) {
+    meter.start();
+    stoppers.push(() => meter.stop());
+  }
   // The pod path needs a Compute API: the configured endpoint (the lab's emulator) or Google's
   // with credentials. Without either it stays off, rather than crash or probe for credentials.
   const podPath = cloudReachable(cfg)
-    ? await startPodPath({ cfg, clusterId, ca, cells, core, podInformer, metrics, log })
+    ? await startPodPath({ cfg, clusterId, ca, cells, core, podInformer, metrics, log, meter })
     : null;
   if (!podPath)
     log.warn(
