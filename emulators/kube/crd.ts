@@ -3,6 +3,7 @@
  * sets, and the controller that turns each served version into a resource table entry (and drops
  * the entries and every custom object when the CRD is deleted).
  */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { fieldError, type StatusCause } from './api-errors.ts';
 import { deepEqual, getPath, isPlainObject, nowIso, type KObject } from './object.ts';
 import { resource, storageKey, type ResourceDef, type ResourceRegistry } from './resources.ts';
@@ -140,6 +141,72 @@ function columnsFor(v: CrdVersion): ColumnDef[] {
   );
 }
 
+const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false, verbose: true });
+
+/** Drops what JSON Schema does not know from a structural schema (x-kubernetes-* keywords). */
+function jsonSchemaOf(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(jsonSchemaOf);
+  if (!isPlainObject(schema)) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) {
+    if (k.startsWith('x-kubernetes-')) continue;
+    out[k] =
+      k === 'properties' && isPlainObject(v)
+        ? Object.fromEntries(Object.entries(v).map(([pk, pv]) => [pk, jsonSchemaOf(pv)]))
+        : jsonSchemaOf(v);
+  }
+  return out;
+}
+
+/**
+ * A validator for a version's openAPIV3Schema: types, required fields, enums, bounds and
+ * patterns, reported like the real server (`spec.x: Invalid value: "integer": spec.x in body must
+ * be of type string: "integer"`). Unknown fields are not pruned.
+ */
+function schemaValidator(schema: Record<string, unknown> | undefined): ResourceDef['validate'] {
+  if (!schema) return undefined;
+  let validate: ValidateFunction;
+  try {
+    validate = ajv.compile(jsonSchemaOf(schema) as object);
+  } catch {
+    return undefined;
+  }
+  return (obj) => {
+    // metadata is the server's business, not the schema's.
+    const { metadata: _m, ...rest } = obj;
+    if (validate(rest)) return [];
+    return (validate.errors ?? []).map((e: ErrorObject) => {
+      const parts = e.instancePath.split('/').slice(1);
+      if (e.keyword === 'required') parts.push(String(e.params.missingProperty));
+      const field = parts.reduce(
+        (acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p),
+        '',
+      );
+      if (e.keyword === 'required') return fieldError('Required', field, '');
+      if (e.keyword === 'type') {
+        const actual = Array.isArray(e.data)
+          ? 'array'
+          : e.data === null
+            ? 'null'
+            : Number.isInteger(e.data)
+              ? 'integer'
+              : typeof e.data;
+        return fieldError(
+          'Invalid',
+          field,
+          `${field} in body must be of type ${String(e.params.type)}: "${actual}"`,
+          actual,
+        );
+      }
+      if (e.keyword === 'enum') {
+        const allowed = (e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ');
+        return fieldError('NotSupported', field, `supported values: ${allowed}`, e.data);
+      }
+      return fieldError('Invalid', field, `${field} in body ${e.message ?? 'is invalid'}`, e.data);
+    });
+  };
+}
+
 /** One resource table entry per served version of the CRD. */
 export function crdResources(crd: KObject): ResourceDef[] {
   const spec = crd.spec as CrdSpec;
@@ -165,6 +232,7 @@ export function crdResources(crd: KObject): ResourceDef[] {
         fields:
           open || !props ? undefined : props.filter((p) => !['apiVersion', 'kind', 'metadata'].includes(p)),
         custom: { crdName: crd.metadata.name!, storageVersion, schema },
+        validate: schemaValidator(schema),
       });
     });
 }

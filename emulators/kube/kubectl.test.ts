@@ -291,7 +291,16 @@ spec:
       openAPIV3Schema:
         type: object
         properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+          spec:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+            properties:
+              descriptor:
+                type: object
+                required: [type]
+                properties:
+                  type: {type: string}
+                  version: {type: string}
           status: {type: object, x-kubernetes-preserve-unknown-fields: true}
 `;
     await emu.kubectlOk(['apply', '-f', '-'], { input: crd });
@@ -317,6 +326,17 @@ spec:
       ['kip', 'Kip', '0.2.0'],
     ]);
     assert.equal(await emu.kubectlOk(['get', 'app', 'kip', '-o', 'jsonpath={.metadata.generation}']), '2');
+    const typed = await emu.kubectl(['apply', '-f', '-'], { input: app('0.3.0').replace('"0.3.0"', '3') });
+    assert.equal(typed.code, 1);
+    assert.match(
+      typed.stderr,
+      /spec.descriptor.version: Invalid value: "integer": spec.descriptor.version in body must be of type string: "integer"/,
+    );
+    assert.equal(
+      await emu.kubectlOk(['get', 'app', 'kip', '-o', 'jsonpath={.spec.descriptor.version}']),
+      '0.2.0',
+      'the stored object is unchanged',
+    );
     const strict = await emu.kubectl(['apply', '-f', '-'], { input: `${app('0.3.0')}extra: field\n` });
     assert.equal(strict.code, 1);
     assert.match(strict.stderr, /unknown field "extra"/);
