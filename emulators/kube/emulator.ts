@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { Counter, Gauge } from 'prom-client';
 import type { Logger } from '../../lib/log.ts';
 import { createMetricsRegistry } from '../../lib/metrics.ts';
@@ -139,6 +139,12 @@ export async function startKubeEmulator(opts: KubeEmulatorOptions): Promise<Kube
   });
   const server = createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, handlers.request);
   server.on('upgrade', handlers.upgrade);
+  // Every socket, including streaming watches and spliced exec streams, so a stop never waits.
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
   server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
@@ -158,8 +164,10 @@ export async function startKubeEmulator(opts: KubeEmulatorOptions): Promise<Kube
     server,
     close: async () => {
       for (const s of stops) s();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      await closed;
     },
   };
 }

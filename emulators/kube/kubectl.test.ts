@@ -489,4 +489,20 @@ spec:
     const strip = (s: string) => JSON.stringify((JSON.parse(s) as { items: unknown[] }).items);
     assert.equal(strip(await emu.kubectlOk(['get', 'pods,configmaps', '-o', 'json'])), strip(before));
   });
+
+  it('stops cleanly on SIGTERM, ending open watches', async () => {
+    const watching = emu.kubectl(['get', 'pods', '-w'], { timeoutMs: 15_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const started = Date.now();
+    const code = await emu.process.stop(8000);
+    // npm passes SIGTERM on and ends by it; a hung server would have needed SIGKILL.
+    assert.ok(
+      code === 0 || emu.process.proc.signalCode === 'SIGTERM',
+      `exit ${code} ${emu.process.proc.signalCode}`,
+    );
+    assert.ok(Date.now() - started < 5000, 'stopped promptly');
+    assert.doesNotMatch(emu.logs(), /shutdown failed/);
+    const w = await watching;
+    assert.notEqual(w.code, null, 'kubectl -w ended when the server went away');
+  });
 });
