@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 export interface StartedProcess {
@@ -7,7 +8,10 @@ export interface StartedProcess {
   ready: Record<string, unknown>;
   /** Everything the process wrote to stderr so far (its JSON logs). */
   stderr(): string;
-  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code. */
+  /**
+   * SIGTERM to the process group (and to the server's own `pid` from its ready line), then
+   * SIGKILL after `graceMs`; resolves with the launcher's exit code once the server is gone.
+   */
   stop(graceMs?: number): Promise<number | null>;
 }
 
@@ -20,10 +24,13 @@ export function startProcess(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
 ): Promise<StartedProcess> {
+  // Its own process group, so stop() reaches the server itself and not only npm or a shell,
+  // which do not pass signals on.
   const proc = spawn(command, args, {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => {
@@ -31,17 +38,42 @@ export function startProcess(
     if (err.length > 1_000_000) err = err.slice(-500_000);
   });
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  let serverPid: number | undefined;
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-proc.pid!, signal);
+    } catch {
+      // the group is gone already
+    }
+  };
+  // A server whose launcher died is reparented; once it exits it stays a zombie until reaped,
+  // so a zombie counts as gone.
+  const alive = (pid: number | undefined) => {
+    if (pid === undefined) return false;
+    try {
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
   const stop = async (graceMs = 5000) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
-    proc.kill('SIGTERM');
-    const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
-    const code = await exited;
-    clearTimeout(t);
-    return code;
+    const launcherRunning = proc.exitCode === null && proc.signalCode === null;
+    if (!launcherRunning && !alive(serverPid)) return proc.exitCode;
+    signalGroup('SIGTERM');
+    const deadline = Date.now() + graceMs;
+    while ((proc.exitCode === null && proc.signalCode === null) || alive(serverPid)) {
+      if (Date.now() > deadline) {
+        signalGroup('SIGKILL');
+        if (serverPid !== undefined && alive(serverPid)) process.kill(serverPid, 'SIGKILL');
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return launcherRunning ? await exited : proc.exitCode;
   };
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
+      signalGroup('SIGKILL');
       reject(
         new Error(`${command} ${args.join(' ')}: no ready line within ${opts.timeoutMs ?? 20000} ms\n${err}`),
       );
@@ -52,6 +84,7 @@ export function startProcess(
         const parsed = JSON.parse(line) as Record<string, unknown>;
         if (parsed.ready === true) {
           clearTimeout(timer);
+          if (typeof parsed.pid === 'number') serverPid = parsed.pid;
           resolve({ proc, ready: parsed, stderr: () => err, stop });
         }
       } catch {
