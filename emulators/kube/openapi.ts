@@ -65,7 +65,7 @@ export class OpenApiDocuments {
       const defs = this.registry.inGroupVersion(gv);
       const paths: Record<string, object> = {};
       const schemas: Record<string, object> = {};
-      for (const d of defs) {
+      for (const d of defs.filter((x) => !x.metrics)) {
         Object.assign(paths, pathsFor(d));
         schemas[
           `${d.group ? d.group.split('.').reverse().join('.') : 'io.k8s.api.core'}.${d.version}.${d.kind}`

@@ -50,6 +50,29 @@ describe('kube emulator: pods/log proxy and scheduler', function () {
     kubelet = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
       const url = new URL(req.url!, 'https://kubelet');
       asked.push(url);
+      if (url.pathname === '/stats/summary') {
+        const t = new Date().toISOString();
+        const use = (cores: number, mib: number) => ({
+          cpu: { time: t, usageNanoCores: cores * 1e6 },
+          memory: { time: t, workingSetBytes: mib * 1048576 },
+        });
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            node: { nodeName: 'vk-logs', ...use(250, 512) },
+            pods: [
+              {
+                podRef: { name: 'logger', namespace: 'default' },
+                containers: [
+                  { name: 'app', ...use(12, 40) },
+                  { name: 'sidecar', ...use(3, 8) },
+                ],
+              },
+            ],
+          }),
+        );
+        return;
+      }
       if (url.pathname === '/containerLogs/default/logger/app') {
         res.writeHead(200, { 'Content-Type': 'text/plain' });
         if (url.searchParams.get('follow') === 'true') {
@@ -207,6 +230,26 @@ describe('kube emulator: pods/log proxy and scheduler', function () {
       const noHost = await emu.kubectl(['exec', 'nowhere', '--', 'true']);
       assert.equal(noHost.code, 1);
       assert.match(noHost.stderr, /does not have a host assigned/);
+    });
+  });
+
+  describe('metrics', () => {
+    it("serves kubectl top from the kubelets' /stats/summary", async () => {
+      const pods = (await emu.kubectlOk(['top', 'pod', 'logger', '--containers']))
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/));
+      assert.deepEqual(pods, [
+        ['POD', 'NAME', 'CPU(cores)', 'MEMORY(bytes)'],
+        ['logger', 'app', '12m', '40Mi'],
+        ['logger', 'sidecar', '3m', '8Mi'],
+      ]);
+      const nodes = (await emu.kubectlOk(['top', 'node', 'vk-logs']))
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/));
+      assert.deepEqual(nodes[0]!.slice(0, 2), ['NAME', 'CPU(cores)']);
+      assert.deepEqual([nodes[1]![0], nodes[1]![1]], ['vk-logs', '250m']);
     });
   });
 

@@ -95,6 +95,8 @@ export interface ResourceDef {
    * objects are stored as `toStorage` makes them and served as `fromStorage` shows them.
    */
   view?: { storage: string; toStorage: (obj: KObject) => KObject; fromStorage: (obj: KObject) => KObject };
+  /** Read-only metrics computed from the kubelets (metrics.k8s.io), not stored. */
+  metrics?: 'pods' | 'nodes';
   /** Served from a CustomResourceDefinition: no strategic merge patch, per the real server. */
   custom?: { crdName: string; storageVersion: string; schema?: Record<string, unknown> };
 }
@@ -578,6 +580,29 @@ export const BUILTIN_RESOURCES: ResourceDef[] = [
     },
   }),
 ];
+
+// metrics.k8s.io, as metrics-server adds it: `kubectl top` reads these.
+BUILTIN_RESOURCES.push(
+  resource({
+    group: 'metrics.k8s.io',
+    version: 'v1beta1',
+    kind: 'PodMetrics',
+    plural: 'pods',
+    singular: '',
+    verbs: ['get', 'list'],
+    metrics: 'pods',
+  }),
+  resource({
+    group: 'metrics.k8s.io',
+    version: 'v1beta1',
+    kind: 'NodeMetrics',
+    plural: 'nodes',
+    singular: '',
+    namespaced: false,
+    verbs: ['get', 'list'],
+    metrics: 'nodes',
+  }),
+);
 
 /** `group/plural`: versions of one kind share storage, like the real server's storage per resource. */
 export function storageKey(def: ResourceDef): string {

@@ -31,6 +31,7 @@ import { patchTypeOf } from './patch.ts';
 import { kubeletLogUrl, proxyLogs } from './pod-log.ts';
 import { kubeletStreamUrl, proxyUpgrade, rejectUpgrade, STREAM_SUBRESOURCES } from './pod-stream.ts';
 import { groupVersion, storageKey, type ResourceDef, type ResourceRegistry } from './resources.ts';
+import { nodeMetrics, podMetrics } from './metrics-api.ts';
 import { applyScale, patchScale, scaleOf } from './scale.ts';
 import { bindPod } from './scheduler.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
@@ -476,6 +477,32 @@ export function createHandler(deps: ServerDeps): Handlers {
     const dryRun = query.getAll('dryRun').includes('All');
     const table = wantsTable(req);
 
+    if (def.metrics) {
+      if (method !== 'GET' || sub !== undefined || route.watch) throw methodNotAllowed();
+      const nodes = store.list('/nodes').map((x) => x.obj);
+      const items =
+        def.metrics === 'pods'
+          ? await podMetrics(
+              store.list('/pods', route.namespace).map((x) => x.obj),
+              new Map(nodes.map((n) => [n.metadata.name!, n])),
+              route.namespace,
+              name,
+            )
+          : await nodeMetrics(nodes, name);
+      if (name !== undefined) {
+        if (!items[0]) throw notFound(def.plural, def.group, name);
+        sendJson(res, 200, items[0]);
+        return 'get';
+      }
+      const labels = parseLabelSelector(query.get('labelSelector'));
+      sendJson(res, 200, {
+        kind: `${def.kind}List`,
+        apiVersion: groupVersion(def),
+        metadata: {},
+        items: items.filter((i) => labels(i)),
+      });
+      return 'list';
+    }
     if (def.virtual) {
       if (method !== 'POST' || name) throw methodNotAllowed();
       await handleVirtual(route, req, res, query, user);
