@@ -29,7 +29,11 @@ export async function startLabCompute(
   const stateDir = join(dir, 'compute');
   mkdirSync(stateDir, { recursive: true });
   const configFile = join(dir, 'compute.yaml');
-  writeFileSync(configFile, stringify({ project: 'kip-lab', ...opts.config }));
+  // Agents get time to stop their containers and unmount (several stop at once on a small machine).
+  writeFileSync(
+    configFile,
+    stringify({ project: 'kip-lab', hypervisor: { stopGraceMs: 10_000 }, ...opts.config }),
+  );
   const log = join(dir, 'logs', 'compute.log');
   const d = await startDaemon({
     part: 'compute',

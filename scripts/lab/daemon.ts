@@ -46,6 +46,12 @@ export interface Daemon {
   ready: Record<string, unknown>;
 }
 
+/**
+ * Pids this process started and has not stopped. `make local` leaves them running on purpose; a
+ * test harness kills them should it exit in the middle of a start.
+ */
+export const startedPids = new Set<number>();
+
 export function isAlive(pid: number | undefined): boolean {
   if (!pid) return false;
   try {
@@ -99,6 +105,7 @@ export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
   child.once('exit', (code, signal) => (exit = signal ? `signal ${signal}` : `status ${code}`));
   child.once('error', (e) => (spawnError = e));
   child.unref();
+  if (child.pid) startedPids.add(child.pid);
   const deadline = Date.now() + (spec.timeoutMs ?? 60_000);
   for (;;) {
     if (spawnError) throw new LabStartError(spec.part, `cannot run ${spec.command}: ${spawnError.message}`);
@@ -120,6 +127,7 @@ export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
 export async function stopPid(pid: number | undefined, graceMs = 10_000): Promise<void> {
+  if (pid) startedPids.delete(pid);
   if (!pid || !isAlive(pid)) return;
   try {
     process.kill(pid, 'SIGTERM');

@@ -5,7 +5,7 @@
  * (test/support/lab.ts) all go through here.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLabCompute, type ComputeOptions } from './compute.ts';
@@ -181,8 +181,32 @@ export async function labDown(dir: string = DEFAULT_LAB_DIR): Promise<string[]> 
       if (compute.network.bridge) run('ip', ['link', 'delete', compute.network.bridge]);
     }
   }
+  releaseLeftovers(dir);
   rmSync(dir, { recursive: true, force: true });
   return stopped;
+}
+
+/**
+ * What a cell agent killed before it finished stopping leaves under the lab directory: container
+ * processes (their root is a rootfs in there) and overlay/tmpfs mounts. Removed so the directory
+ * can go.
+ */
+function releaseLeftovers(dir: string): void {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/root`).startsWith(`${dir}/`)) process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  // Lazy: a mount still busy for a moment is detached now and freed when released.
+  for (const m of mounts) run('umount', ['-l', m]);
 }
 
 function execNetnsPids(ns: string): number[] {

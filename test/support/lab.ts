@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isAlive, stopPid } from '../../scripts/lab/daemon.ts';
+import { isAlive, startedPids, stopPid } from '../../scripts/lab/daemon.ts';
 import { labDown, labUp, REPO_ROOT, type LabUpOptions } from '../../scripts/lab/lab.ts';
 import { startLabProvider } from '../../scripts/lab/provider.ts';
 import { LAB_REGISTRY_PORT } from '../../scripts/lab/registry.ts';
@@ -48,11 +48,10 @@ export interface TestLab {
 const live = new Set<LabState>();
 process.once('exit', () => {
   // Only signals are possible here; the emulator removes its cells and bridge on SIGTERM.
-  for (const s of live) {
-    for (const p of [s.provider, s.kube, s.registry, s.compute, s.etcd]) {
-      if (p && isAlive(p.pid)) process.kill(p.pid, 'SIGTERM');
-    }
-  }
+  const pids = new Set(startedPids);
+  for (const s of live)
+    for (const p of [s.provider, s.kube, s.registry, s.compute, s.etcd]) if (p) pids.add(p.pid);
+  for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGTERM');
 });
 
 export async function startLab(opts: Omit<LabUpOptions, 'dir' | 'progress'> = {}): Promise<TestLab> {

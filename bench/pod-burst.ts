@@ -1,0 +1,270 @@
+// Pod burst: N pods (default 1000) created already bound to the virtual node at once, with every
+// cell served by the cell simulator (emulators/cell-sim) speaking the real agent API over mutual
+// TLS, so what is measured is the provider's own cost: bind → Running latency with no boot delay
+// (the Compute Engine emulator's delays are 0), pods per second, Compute API calls and Kubernetes
+// API requests per pod (counted by the emulators), provider RSS and CPU seconds per 1000 pods.
+//
+// The whole lab runs in a private network namespace where 198.18.0.0/15 is local (an AnyIP
+// route on its loopback), so the provider's connections to <cell IP>:6421 reach the simulator and
+// nothing touches the host's network. Needs root.
+//
+//   npx tsx bench/pod-burst.ts [--pods 1000] [--concurrency 64] [--timeout 600]
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CoreV1Api, KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
+import { Command, InvalidArgumentError } from 'commander';
+import { startDaemon, stopPid } from '../scripts/lab/daemon.ts';
+import { labDown, labUp, REPO_ROOT } from '../scripts/lab/lab.ts';
+import { tsxCommand } from '../scripts/lab/compute.ts';
+
+const CELL_BLOCK = '198.18.0.0/15';
+
+function positive(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected an integer >= 1');
+  return n;
+}
+
+const opts = new Command('pod-burst')
+  .option('--pods <n>', 'pods created at once', positive, 1000)
+  .option('--concurrency <n>', 'concurrent creates', positive, 64)
+  .option('--timeout <s>', 'seconds to wait for every pod to run', positive, 600)
+  .option('--inside', 'internal: already in the private network namespace')
+  .parse()
+  .opts<{ pods: number; concurrency: number; timeout: number; inside?: boolean }>();
+
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? NaN;
+
+function ip(args: string[]): string {
+  return execFileSync('ip', args, { encoding: 'utf8' });
+}
+
+/** Creates the namespace, re-runs this script inside it, removes it whatever happens. */
+async function outside(): Promise<number> {
+  if (process.getuid?.() !== 0) throw new Error('needs root (it creates a network namespace)');
+  const ns = `kpb-${process.pid.toString(36)}`;
+  ip(['netns', 'add', ns]);
+  try {
+    ip(['-n', ns, 'link', 'set', 'lo', 'up']);
+    ip(['-n', ns, 'route', 'add', 'local', CELL_BLOCK, 'dev', 'lo']);
+    const self = fileURLToPath(import.meta.url);
+    const child = spawn(
+      'nsenter',
+      [
+        `--net=/var/run/netns/${ns}`,
+        process.execPath,
+        '--import',
+        'tsx',
+        self,
+        '--inside',
+        '--pods',
+        String(opts.pods),
+        '--concurrency',
+        String(opts.concurrency),
+        '--timeout',
+        String(opts.timeout),
+      ],
+      { stdio: 'inherit', cwd: REPO_ROOT },
+    );
+    return await new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
+  } finally {
+    // Anything the inner run left behind (it stops its lab itself unless it was killed).
+    for (const pid of ip(['netns', 'pids', ns]).split('\n').filter(Boolean)) await stopPid(Number(pid), 3000);
+    ip(['netns', 'delete', ns]);
+  }
+}
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat (12 and 13 after the command), in clock ticks (100/s).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function memoryMiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function kubeRequests(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
+  let total = 0;
+  for (const line of text.split('\n'))
+    if (line.startsWith('kube_emulator_requests_total{')) total += Number(line.split(' ').pop());
+  return total;
+}
+
+async function computeCalls(
+  adminUrl: string,
+): Promise<{ total: number; byMethod: Record<string, { total: number }> }> {
+  return (await (await fetch(`${adminUrl}/calls`)).json()) as {
+    total: number;
+    byMethod: Record<string, { total: number }>;
+  };
+}
+
+async function inside(): Promise<void> {
+  const n = opts.pods;
+  const dir = mkdtempSync(join(tmpdir(), `kip-bench-pod-burst-${process.pid}-`));
+  console.log(`pod-burst: starting a lab (none hypervisor, cell simulator) in ${dir}`);
+  const { state } = await labUp({
+    dir,
+    registryPort: 0,
+    seedImage: false,
+    compute: {
+      hypervisor: 'none',
+      config: {
+        delays: { operationPendingMs: 0, provisioningMs: 0, stagingMs: 0, deleteMs: 0, otherMs: 0 },
+        quotas: { limits: { CPUS: 1e7, INSTANCES: 1e7, DISKS_TOTAL_GB: 1e9, SSD_TOTAL_GB: 1e9 } },
+      },
+    },
+    // The client-side limiter is sized to a project's quota; here the quota is unlimited.
+    providerConfig: { cloud: { readRequestsPerMinute: 1_000_000, writeRequestsPerMinute: 1_000_000 } },
+    providerEnv: { LOG_LEVEL: 'warn' },
+  });
+  const sim = await startDaemon({
+    part: 'cell-sim',
+    ...tsxCommand(REPO_ROOT, 'emulators/cell-sim/main.ts', [
+      '--compute-admin',
+      state.compute!.admin,
+      '--zones',
+      state.compute!.zones.join(','),
+      '--listen',
+      '0.0.0.0:6421',
+    ]),
+    cwd: REPO_ROOT,
+    env: { LOG_LEVEL: 'warn' },
+    logFile: join(dir, 'logs', 'cell-sim.log'),
+    ready: 'line',
+  });
+  try {
+    const kc = new KubeConfig();
+    kc.loadFromFile(state.kubeconfig);
+    const core = kc.makeApiClient(CoreV1Api);
+    const providerPid = state.provider!.pid;
+    const bound = new Map<string, number>();
+    const running = new Map<string, number>();
+    let allRunning!: () => void;
+    const done = new Promise<void>((r) => (allRunning = r));
+    const watch = await new Watch(kc).watch(
+      '/api/v1/namespaces/default/pods',
+      {},
+      (_type: string, pod: V1Pod) => {
+        const name = pod.metadata?.name ?? '';
+        if (pod.status?.phase === 'Running' && !running.has(name)) {
+          running.set(name, performance.now());
+          if (running.size === n) allRunning();
+        }
+      },
+      () => undefined,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const cpu0 = cpuSeconds(providerPid);
+    const rss0 = memoryMiB(providerPid, 'VmRSS');
+    const calls0 = await computeCalls(state.compute!.admin);
+    const kube0 = await kubeRequests(state.kube!.metrics);
+
+    const pod = (i: number): V1Pod => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: `burst-${i}`, namespace: 'default' },
+      spec: {
+        nodeName: state.provider!.node,
+        tolerations: [{ key: 'virtual-kubelet.io/provider', operator: 'Exists' }],
+        containers: [
+          {
+            name: 'c',
+            image: `${state.registry!.host}/kip-examples/busybox:1`,
+            command: ['sleep', '3600'],
+            resources: { requests: { cpu: '100m', memory: '64Mi' } },
+          },
+        ],
+      },
+    });
+    console.log(
+      `pod-burst: creating ${n} pods bound to node ${state.provider!.node} (${opts.concurrency} at a time)`,
+    );
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: opts.concurrency }, async () => {
+        while (next < n) {
+          const i = next++;
+          await core.createNamespacedPod({ namespace: 'default', body: pod(i) });
+          bound.set(`burst-${i}`, performance.now());
+        }
+      }),
+    );
+    const createdIn = (performance.now() - t0) / 1000;
+    const timeout = new Promise<'timeout'>((r) =>
+      setTimeout(() => r('timeout'), opts.timeout * 1000).unref(),
+    );
+    const outcome = await Promise.race([done.then(() => 'ok' as const), timeout]);
+    const t1 = performance.now();
+    watch.abort();
+    const cpu1 = cpuSeconds(providerPid);
+    const rss1 = memoryMiB(providerPid, 'VmRSS');
+    const hwm = memoryMiB(providerPid, 'VmHWM');
+    const calls1 = await computeCalls(state.compute!.admin);
+    // The bench's own requests: n creates and one watch.
+    const kube1 = (await kubeRequests(state.kube!.metrics)) - n - 1;
+
+    const latencies = [...running].map(([name, t]) => (t - bound.get(name)!) / 1000);
+    const seconds = (Math.max(...running.values()) - t0) / 1000;
+    const computePerPod = (calls1.total - calls0.total) / n;
+    const byMethod: Record<string, number> = {};
+    for (const [m, v] of Object.entries(calls1.byMethod)) {
+      const d = v.total - (calls0.byMethod[m]?.total ?? 0);
+      if (d > 0) byMethod[m] = Number((d / n).toFixed(2));
+    }
+    const result = {
+      bench: 'pod-burst',
+      pods: n,
+      running: running.size,
+      complete: outcome === 'ok',
+      createSeconds: Number(createdIn.toFixed(2)),
+      bindToRunningP50Seconds: Number(pct(latencies, 50).toFixed(3)),
+      bindToRunningP99Seconds: Number(pct(latencies, 99).toFixed(3)),
+      bindToRunningMaxSeconds: Number(Math.max(...latencies).toFixed(3)),
+      podsPerSecond: Number((running.size / seconds).toFixed(1)),
+      computeCallsPerPod: Number(computePerPod.toFixed(2)),
+      computeCallsPerPodByMethod: byMethod,
+      kubeRequestsPerPod: Number(((kube1 - kube0) / n).toFixed(2)),
+      providerRssMiB: { before: Math.round(rss0), after: Math.round(rss1), peak: Math.round(hwm) },
+      providerRssMiBPer1000Pods: Math.round(((rss1 - rss0) * 1000) / n),
+      providerCpuSecondsPer1000Pods: Number((((cpu1 - cpu0) * 1000) / n).toFixed(1)),
+      wallSeconds: Number(((t1 - t0) / 1000).toFixed(1)),
+    };
+    console.log(
+      `pods Running:                ${running.size}/${n}${outcome === 'ok' ? '' : ` (timed out after ${opts.timeout} s)`}`,
+    );
+    console.log(`creates took:                ${result.createSeconds} s`);
+    console.log(
+      `bind → Running (no boot):    p50 ${result.bindToRunningP50Seconds} s, p99 ${result.bindToRunningP99Seconds} s, max ${result.bindToRunningMaxSeconds} s`,
+    );
+    console.log(`pods per second:             ${result.podsPerSecond}`);
+    console.log(`Compute API calls per pod:   ${result.computeCallsPerPod} ${JSON.stringify(byMethod)}`);
+    console.log(`Kubernetes requests per pod: ${result.kubeRequestsPerPod}`);
+    console.log(
+      `provider RSS:                ${result.providerRssMiB.before} → ${result.providerRssMiB.after} MiB (peak ${result.providerRssMiB.peak})`,
+    );
+    console.log(`provider CPU per 1000 pods:  ${result.providerCpuSecondsPer1000Pods} s`);
+    console.log(JSON.stringify(result));
+    if (outcome !== 'ok') process.exitCode = 1;
+  } finally {
+    await stopPid(sim.pid, 5000);
+    await labDown(dir);
+  }
+}
+
+(opts.inside ? inside().then(() => Number(process.exitCode ?? 0)) : outside()).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`pod-burst: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,234 @@
+/**
+ * The provider end to end in the lab, as a user drives it with real kubectl: a pod applied runs in
+ * its own cell (podIP = the VM's networkIP), logs, exec, deletion, completion, a missing image,
+ * and a provider killed with SIGKILL while pods boot.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'mocha';
+import { startLab, type LabInstance, type TestLab } from '../support/lab.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(300);
+  }
+}
+
+describe('pods on the virtual node (e2e, real kubectl)', function () {
+  this.timeout(120_000);
+  let lab: TestLab;
+
+  before(async () => {
+    lab = await startLab();
+  });
+  after(async () => {
+    await lab?.stop();
+  });
+
+  const get = async (name: string, path: string) =>
+    (await lab.kubectlOk(['get', 'pod', name, '-o', `jsonpath={${path}}`])).trim();
+
+  /** `kubectl wait` for a phase; on failure the assertion shows `kubectl describe` and the provider log. */
+  async function waitPhase(target: string[], phase: string, seconds = 90): Promise<void> {
+    const r = await lab.kubectl(
+      ['wait', `--for=jsonpath={.status.phase}=${phase}`, ...target, `--timeout=${seconds}s`],
+      {
+        timeoutMs: (seconds + 10) * 1000,
+      },
+    );
+    if (r.code !== 0) {
+      const describe = await lab.kubectl(['describe', 'pod', ...target.map((t) => t.replace(/^pod\//, ''))]);
+      assert.fail(
+        `${target.join(' ')} not ${phase}: ${r.stderr}\n${describe.stdout}\n--- provider log ---\n${lab.logTail('provider')}`,
+      );
+    }
+  }
+
+  async function cellOf(pod: string): Promise<LabInstance | undefined> {
+    const uid = await get(pod, '.metadata.uid');
+    return (await lab.instances()).find((i) => i.labels['kip-pod-uid'] === uid);
+  }
+
+  it('kubectl apply: the pod runs in its own cell, podIP = the VM address', async () => {
+    await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('hello.yaml') });
+    await waitPhase(['pod/hello'], 'Running');
+    const cell = await cellOf('hello');
+    assert.ok(cell, 'a VM labelled with the pod UID');
+    assert.equal(cell.status, 'RUNNING');
+    assert.equal(await get('hello', '.status.podIP'), cell.networkIP);
+    assert.equal(await get('hello', '.status.containerStatuses[0].ready'), 'true');
+    const wide = await lab.kubectlOk(['get', 'pod', 'hello', '-o', 'wide']);
+    assert.match(
+      wide,
+      new RegExp(
+        `^hello\\s+1/1\\s+Running\\s+0\\s+\\S+\\s+${cell.networkIP.replaceAll('.', '\\.')}\\s+kip\\s`,
+        'm',
+      ),
+    );
+  });
+
+  it('kubectl logs and logs -f show its output', async () => {
+    const first = await until('a log line', async () => {
+      const out = await lab.kubectlOk(['logs', 'hello']);
+      return /hello from a Kip cell \(1\)/.test(out) ? out : undefined;
+    });
+    const seen = Number([...first.matchAll(/\((\d+)\)/g)].pop()![1]);
+    const ac = new AbortController();
+    let followed = '';
+    const next = new RegExp(`hello from a Kip cell \\(${seen + 1}\\)`);
+    const r = lab.kubectl(['logs', '-f', 'hello'], {
+      signal: ac.signal,
+      timeoutMs: 20_000,
+      onStdout: (d) => {
+        followed += d;
+        if (next.test(followed)) ac.abort();
+      },
+    });
+    await r;
+    assert.match(followed, /hello from a Kip cell \(1\)/);
+    assert.match(followed, next, 'a line written after the follow started');
+  });
+
+  it('kubectl exec runs a command in the pod', async () => {
+    const out = await lab.kubectlOk([
+      'exec',
+      'hello',
+      '--',
+      'sh',
+      '-c',
+      'echo $((40 + 2)); cat /etc/hostname',
+    ]);
+    assert.equal(out, '42\nhello\n');
+  });
+
+  it('a web server pod answers on its pod IP', async () => {
+    await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('web.yaml') });
+    await waitPhase(['pod/web'], 'Running');
+    const ip = await get('web', '.status.podIP');
+    const page = await until('the page', async () => {
+      try {
+        const res = await fetch(`http://${ip}:8080/`, { signal: AbortSignal.timeout(2000) });
+        return res.ok ? await res.text() : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    assert.match(page, /Hello from a Kip cell/);
+  });
+
+  it('kubectl delete pod: the pod and its VM are gone', async () => {
+    const cell = await cellOf('hello');
+    assert.ok(cell);
+    await lab.kubectlOk(['delete', 'pod', 'hello', '--timeout=60s'], { timeoutMs: 70_000 });
+    const r = await lab.kubectl(['get', 'pod', 'hello']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /pods "hello" not found/);
+    await until('the VM deleted', async () =>
+      (await lab.instances()).some((i) => i.name === cell.name) ? undefined : true,
+    );
+  });
+
+  it('a restartPolicy Never pod completes: Succeeded, its output kept, its VM deleted', async () => {
+    await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('job.yaml') });
+    const uid = await until('the pod UID', async () => (await get('job', '.metadata.uid')) || undefined);
+    await waitPhase(['pod/job'], 'Succeeded');
+    assert.equal(await get('job', '.status.containerStatuses[0].state.terminated.exitCode'), '0');
+    await until('the VM deleted', async () =>
+      (await lab.instances()).some((i) => i.labels['kip-pod-uid'] === uid) ? undefined : true,
+    );
+    assert.equal(await get('job', '.status.phase'), 'Succeeded', 'the terminal status stays');
+  });
+
+  it('a missing image: a clear waiting reason and an event', async () => {
+    const manifest = lab
+      .example('job.yaml')
+      .replace('name: job', 'name: missing')
+      .replace('kip-examples/busybox:1', 'kip-examples/missing:1');
+    await lab.kubectlOk(['apply', '-f', '-'], { input: manifest });
+    const reason = await until(
+      'a waiting reason',
+      async () => {
+        const r = await get('missing', '.status.containerStatuses[0].state.waiting.reason');
+        return ['ErrImagePull', 'ImagePullBackOff'].includes(r) ? r : undefined;
+      },
+      90_000,
+    );
+    assert.ok(reason);
+    assert.match(
+      await get('missing', '.status.containerStatuses[0].state.waiting.message'),
+      /kip-examples\/missing/,
+    );
+    const describe = await until('an event', async () => {
+      const out = await lab.kubectlOk(['describe', 'pod', 'missing']);
+      return /Warning\s+\S+\s+.*kip-examples\/missing/.test(out) ? out : undefined;
+    });
+    assert.match(describe, /Events:/);
+    await lab.kubectlOk(['delete', 'pod', 'missing', '--timeout=60s'], { timeoutMs: 70_000 });
+  });
+
+  it('provider killed with SIGKILL while 10 pods boot: exactly 10 VMs, all Running, node Ready and its Lease renewed', async function () {
+    this.timeout(180_000);
+    const pods = Array.from({ length: 10 }, (_, i) =>
+      lab
+        .example('hello.yaml')
+        .replace('name: hello', `name: burst-${i}\n  labels:\n    app: burst`)
+        .replace(/requests:\n\s+cpu: 100m/, 'requests:\n          cpu: 10m'),
+    );
+    await lab.kubectlOk(['apply', '-f', '-'], { input: pods.join('\n---\n') });
+    // Kill once the cells are being made, before they have all booted.
+    await until('VMs being created', async () => {
+      const n = (await lab.instances()).filter((i) => i.labels['kip-pod-name']?.startsWith('burst-')).length;
+      return n >= 1 ? n : undefined;
+    });
+    const killedAt = Date.now();
+    await lab.killProvider();
+    assert.match(
+      await lab.kubectlOk(['get', 'node', 'kip']),
+      /^kip\s+Ready\s/m,
+      'Ready while the provider is down',
+    );
+    await lab.restartProvider();
+    await waitPhase(['pod', '-l', 'app=burst'], 'Running', 120);
+    const burst = (await lab.instances()).filter((i) => i.labels['kip-pod-name']?.startsWith('burst-'));
+    assert.equal(burst.length, 10, `VMs: ${burst.map((i) => i.name).join(', ')}`);
+    for (let i = 0; i < 10; i++) {
+      const cell = await cellOf(`burst-${i}`);
+      assert.ok(cell, `burst-${i} has a VM`);
+      assert.equal(await get(`burst-${i}`, '.status.podIP'), cell.networkIP);
+    }
+    const restarts = await lab.kubectlOk([
+      'get',
+      'pods',
+      '-l',
+      'app=burst',
+      '-o',
+      'jsonpath={.items[*].status.containerStatuses[0].restartCount}',
+    ]);
+    assert.deepEqual(restarts.trim().split(/\s+/), Array(10).fill('0'));
+    assert.match(await lab.kubectlOk(['get', 'node', 'kip']), /^kip\s+Ready\s/m);
+    const renew = await until(
+      'a lease renewal after the kill',
+      async () => {
+        const t = (
+          await lab.kubectlOk([
+            '-n',
+            'kube-node-lease',
+            'get',
+            'lease',
+            'kip',
+            '-o',
+            'jsonpath={.spec.renewTime}',
+          ])
+        ).trim();
+        return Date.parse(t) > killedAt ? t : undefined;
+      },
+      30_000,
+    );
+    assert.ok(renew);
+  });
+});
