@@ -132,3 +132,7 @@ local: ## start the local lab in the background (etcd, registry, kube and Comput
 
 local-down: ## stop the local lab and delete what it made
 	@npx tsx scripts/lab/lab-down.ts
+
+.PHONY: bench-pod-burst
+bench-pod-burst: ## 1000 pods at once against the provider, cells simulated over mutual TLS
+	npx tsx bench/pod-burst.ts
