@@ -18,15 +18,35 @@ function get(port: number, opts: https.RequestOptions): Promise<number> {
 describe('TLS certificates', () => {
   it('issues server and client certificates that complete a mutual-TLS handshake', async () => {
     const ca = await createCA('kip-test-ca');
-    const server = await issueCertificate(ca, { commonName: 'cell', hosts: ['127.0.0.1', 'localhost'], usage: 'server' });
-    const client = await issueCertificate(ca, { commonName: 'kip-provider', organizations: ['kip'], usage: 'client' });
-    const other = await issueCertificate(await createCA('another-ca'), { commonName: 'intruder', usage: 'client' });
+    const server = await issueCertificate(ca, {
+      commonName: 'cell',
+      hosts: ['127.0.0.1', 'localhost'],
+      usage: 'server',
+    });
+    const client = await issueCertificate(ca, {
+      commonName: 'kip-provider',
+      organizations: ['kip'],
+      usage: 'client',
+    });
+    const other = await issueCertificate(await createCA('another-ca'), {
+      commonName: 'intruder',
+      usage: 'client',
+    });
 
-    assert.deepEqual(certificateSubject(client.certPem), { commonName: 'kip-provider', organizations: ['kip'] });
+    assert.deepEqual(certificateSubject(client.certPem), {
+      commonName: 'kip-provider',
+      organizations: ['kip'],
+    });
     assert.ok(certificateExpiry(server.certPem).getTime() > Date.now() + 300 * 86400_000);
 
     const srv = https.createServer(
-      { cert: server.certPem, key: server.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
+      {
+        cert: server.certPem,
+        key: server.keyPem,
+        ca: ca.certPem,
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
       (_req, res) => res.end('ok'),
     );
     srv.listen(0, '127.0.0.1');

@@ -63,7 +63,10 @@ export async function createCA(commonName: string, validityDays = 3650): Promise
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { certPem: cert.toString('pem'), keyPem: pemKey(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)) };
+  return {
+    certPem: cert.toString('pem'),
+    keyPem: pemKey(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)),
+  };
 }
 
 async function importKey(keyPem: string): Promise<webcrypto.CryptoKey> {
@@ -81,7 +84,10 @@ export async function issueCertificate(ca: KeyPair, opts: IssueOptions): Promise
   const hosts = opts.hosts ?? [];
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+      true,
+    ),
     new x509.ExtendedKeyUsageExtension(ekus, false),
     await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
   ];
@@ -102,7 +108,10 @@ export async function issueCertificate(ca: KeyPair, opts: IssueOptions): Promise
     signingKey: await importKey(ca.keyPem),
     extensions,
   });
-  return { certPem: cert.toString('pem'), keyPem: pemKey(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)) };
+  return {
+    certPem: cert.toString('pem'),
+    keyPem: pemKey(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)),
+  };
 }
 
 /** When `certPem` expires. */
