@@ -54,17 +54,18 @@ describe('interval billing', () => {
     assert.equal(machineFamily('a2-highgpu-1g'), 'a2');
   });
 
-  it('bills a cell across uneven intervals to the whole second, remainders carried', () => {
+  it('bills a cell across uneven intervals to the nearest whole unit, remainders carried', () => {
     // Runs from T0+0.4s to T0+10.1s: 9.7 s over intervals of 1.5 s.
     const c = cell({ cellName: 'a', startedAt: T0 + 400, stoppedAt: T0 + 10_100 });
     const ends = [1.5, 3, 4.5, 6, 7.5, 9, 10.5, 12].map((s) => T0 + s * 1000);
     const { totals, pos, settled } = run([c], ends);
-    assert.equal(totals['cell_seconds{e2,false}'], 9);
+    assert.equal(totals['cell_seconds{e2,false}'], 10);
     assert.equal(totals['vcpu_seconds{e2,false}'], 19); // 19.4 vCPU·s
-    assert.equal(totals['memory_gib_seconds{e2,false}'], 77); // 8 GiB × 9.7 s = 77.6
+    assert.equal(totals['memory_gib_seconds{e2,false}'], 78); // 8 GiB × 9.7 s = 77.6
     assert.equal(totals['gpu_seconds{e2,false}'], undefined);
     assert.deepEqual(settled, ['a']);
-    assert.ok(Math.abs(pos.carry['e2/standard']!.cellMs - 700) < 1e-6);
+    // Billed 0.3 s ahead: taken off the group's next usage.
+    assert.ok(Math.abs(pos.carry['e2/standard']!.cellMs + 300) < 1e-6);
   });
 
   it('sums cells of one group and keeps groups apart by family and spot', () => {
@@ -103,8 +104,9 @@ describe('interval billing', () => {
       [(seq) => stopped(seq) ?? late(seq), cell({ cellName: 'other', startedAt: T0, stoppedAt: T0 + 5000 })],
       [T0 + 1000, T0 + 2000, T0 + 3000, T0 + 4000, T0 + 5000],
     );
-    // late ran 1.5 s, other 5 s: 6.5 s → 6 billed, the credit of 1 s absorbed by "other"'s usage.
-    assert.equal(totals['cell_seconds{e2,false}'], 6);
+    // late ran 1.5 s, other 5 s: 6.5 s, the late stop's 1 s credit absorbed by "other"'s usage
+    // (billed without it: 7.5 s).
+    assert.equal(totals['cell_seconds{e2,false}'], 7);
     assert.deepEqual(settled.sort(), ['late', 'other']);
   });
 

@@ -36,7 +36,7 @@ export interface MeteredCell {
   sinceSeq: number;
 }
 
-/** Usage not yet reported for one label group, in unit-milliseconds (may be negative: a credit). */
+/** Usage not yet reported for one label group, in unit-milliseconds (negative: billed ahead, or a credit). */
 export interface GroupCarry {
   cellMs: number;
   vcpuMs: number;
@@ -117,8 +117,10 @@ export function closeInterval(position: BillingPosition, cells: MeteredCell[], e
     const c = carry[key]!;
     const { family, spot } = parseGroupKey(key);
     const labels = { machine_family: family, spot: String(spot) };
+    // Nearest whole unit, the difference carried (possibly negative): what is billed never strays
+    // more than half a unit from the usage, even after a group's last cell.
     const take = (name: string, field: keyof GroupCarry, perUnit: number) => {
-      const units = Math.floor(c[field] / perUnit);
+      const units = Math.round(c[field] / perUnit);
       if (units <= 0) return;
       c[field] -= units * perUnit;
       reports.push({ name, startTime, endTime, value: { int64Value: units }, labels });
