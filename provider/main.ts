@@ -142,7 +142,12 @@ async function startPodPath(o: {
     agentPort: cfg.cells.agentPort,
     insecureRegistries: cfg.cells.insecureRegistries,
     resolveDispatch: (pod) => resolveDispatch(pod, { core }),
-    events: new KubeEventRecorder({ core, nodeName: cfg.nodeName, log }),
+    events: new KubeEventRecorder({
+      core,
+      nodeName: cfg.nodeName,
+      log,
+      onEvent: (type, reason) => metrics.podEvents.inc({ type, reason }),
+    }),
     ...(meter ? { meter } : {}),
     log,
     onBooted: (machineType, seconds) => metrics.bootDuration.observe({ machine_type: machineType }, seconds),
@@ -153,6 +158,7 @@ async function startPodPath(o: {
     provider: cellManager,
     log,
     metrics: metrics.queue,
+    onRunning: (seconds) => metrics.podStartDuration.observe(seconds),
   });
   observer.start();
   const cloudHealth: HealthCheck = {

@@ -17,6 +17,10 @@ export interface ProviderMetrics {
   queue: WorkQueueMetrics;
   /** Kubelet API requests by route and HTTP code. */
   kubeletApiRequests: Counter<'route' | 'code'>;
+  /** Seconds from a pod's creation until the provider first writes it Running (boot included). */
+  podStartDuration: Histogram;
+  /** Events written on pods, by type and reason (`Warning`/`CellCreateFailed`, `Warning`/`ErrImagePull`). */
+  podEvents: Counter<'type' | 'reason'>;
 }
 
 /** Creates the registry with the process metrics (prefix `kip_provider_`) and Kip's own. */
@@ -72,8 +76,22 @@ export function createProviderMetrics(): ProviderMetrics {
     labelNames: ['route', 'code'] as const,
     registers,
   });
+  const podStartDuration = new Histogram({
+    name: 'kip_pod_start_duration_seconds',
+    help: 'Seconds from pod creation until the provider reports it Running',
+    buckets: [1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600],
+    registers,
+  });
+  const podEvents = new Counter({
+    name: 'kip_pod_events_total',
+    help: 'Events written on pods, by type and reason',
+    labelNames: ['type', 'reason'] as const,
+    registers,
+  });
   return {
     registry,
+    podStartDuration,
+    podEvents,
     podsByPhase,
     cellsByState,
     bootDuration,

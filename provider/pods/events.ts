@@ -18,6 +18,8 @@ export interface KubeEventRecorderOptions {
   /** The virtual node's name (`source.host`). */
   nodeName: string;
   log: Logger;
+  /** Told of every event recorded (for `kip_pod_events_total`). */
+  onEvent?: (type: EventType, reason: string) => void;
 }
 
 const COMPONENT = 'kip';
@@ -31,6 +33,7 @@ export class KubeEventRecorder implements PodEventRecorder {
   async record(pod: V1Pod, type: EventType, reason: string, message: string): Promise<void> {
     const namespace = pod.metadata?.namespace ?? 'default';
     const podName = pod.metadata?.name ?? '';
+    this.opts.onEvent?.(type, reason);
     const key = `${pod.metadata?.uid}/${reason}/${message}`;
     const now = new Date();
     const prior = this.written.get(key);

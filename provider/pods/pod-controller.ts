@@ -24,6 +24,8 @@ export interface PodControllerOptions {
   metrics?: WorkQueueMetrics;
   /** Workers per queue. Default 10 (a deletion holds its worker through the grace period). */
   workers?: number;
+  /** Told once per pod, when its first Running status is written: seconds since its creation. */
+  onRunning?: (seconds: number) => void;
 }
 
 function httpCode(err: unknown): number | undefined {
@@ -41,6 +43,8 @@ export class PodController {
   private readonly fromProvider = new Map<string, V1Pod>();
   /** The status last written per pod UID, to skip writes that change nothing. */
   private readonly written = new Map<string, string>();
+  /** Pods whose start duration was reported (once per pod). */
+  private readonly reportedRunning = new Set<string>();
 
   constructor(private readonly o: PodControllerOptions) {
     const q = (name: string) =>
@@ -158,6 +162,14 @@ export class PodController {
         },
         MERGE_PATCH,
       );
+      if (
+        fromProvider.status?.phase === 'Running' &&
+        !this.reportedRunning.has(uid) &&
+        current.metadata?.creationTimestamp
+      ) {
+        this.reportedRunning.add(uid);
+        this.o.onRunning?.((Date.now() - new Date(current.metadata.creationTimestamp).getTime()) / 1000);
+      }
       this.written.set(uid, body);
       if (this.written.size > 50_000) this.written.delete(this.written.keys().next().value!);
     } catch (err) {
@@ -177,6 +189,7 @@ export class PodController {
         body: { gracePeriodSeconds: 0, preconditions: { uid: pod.metadata.uid! } },
       });
       this.written.delete(pod.metadata.uid!);
+      this.reportedRunning.delete(pod.metadata.uid!);
       this.o.log.info({ pod: key }, 'pod deleted');
     } catch (err) {
       // 404: already gone; 409: the UID precondition failed, a new pod of the same name is not ours to delete.

@@ -210,6 +210,13 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
 
     const reasons = (await events('web')).map((e) => e.reason);
     assert.ok(reasons.includes('CellCreated'), `events: ${reasons.join(',')}`);
+
+    const metrics = await (await fetch((provider!.ready as { metrics: string }).metrics)).text();
+    assert.match(metrics, /^kip_cells\{state="dispatched"\} 1$/m);
+    assert.match(metrics, /^kip_cell_boot_duration_seconds_count\{machine_type="[a-z0-9-]+"\} 1$/m);
+    assert.match(metrics, /^kip_pod_start_duration_seconds_count 1$/m);
+    assert.match(metrics, /^kip_cloud_api_calls_total\{method="instances.insert",code="200"\} 1$/m);
+    assert.match(metrics, /^kip_pod_events_total\{type="Normal",reason="CellCreated"\} 1$/m);
   });
 
   it('a provider killed with SIGKILL re-adopts the running cell: no second VM, the container not restarted', async () => {
