@@ -77,7 +77,15 @@ export class FlushLoop {
 
   private async post(): Promise<PostResult> {
     const { ledger, reporter, log, metrics } = this.opts;
-    const result = await postPending({ ledger, reporter, log, metrics, idRefused: this.idRefused });
+    let result: PostResult;
+    try {
+      result = await postPending({ ledger, reporter, log, metrics, idRefused: this.idRefused });
+    } catch (err) {
+      if (!(err instanceof LedgerConflictError)) throw err;
+      // Another provider process is sending the same interval; its writes fence ours.
+      log.info({ err: err.message }, 'usage interval sent by another writer; leaving it to them');
+      result = { posted: 0, pending: (await ledger.pending()).length };
+    }
     metrics.intervalsPending.set(result.pending);
     metrics.cellsMetered.set((await ledger.cells()).length);
     return result;

@@ -66,9 +66,17 @@ const TOMBSTONE_MS = 7 * 24 * 3600 * 1000;
 
 export class UsageLedger {
   private readonly ns: Namespace;
+  /** Writes in this process go one at a time: they all guard on `head`, so in parallel they would only collide. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(ns: Namespace) {
     this.ns = ns.namespace('metering/');
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   /** Reads `head`, creating it at `now` on first use. */
@@ -90,7 +98,11 @@ export class UsageLedger {
    * Records a started cell. A cell already recorded or already settled is left alone, so a repeated
    * report (a provider restart) is billed once. Returns whether it was recorded now.
    */
-  async recordStart(u: CellStartedUsage, now: number): Promise<boolean> {
+  recordStart(u: CellStartedUsage, now: number): Promise<boolean> {
+    return this.serial(() => this.recordStartNow(u, now));
+  }
+
+  private async recordStartNow(u: CellStartedUsage, now: number): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       const { head, revision } = await this.head(now);
       const cell: MeteredCell = {
@@ -129,7 +141,11 @@ export class UsageLedger {
    * Records a cell's stop. An unknown or settled cell is ignored (its VM never ran, or it was
    * billed already); a second stop keeps the first time. Returns whether it was recorded now.
    */
-  async recordStop(u: CellStoppedUsage, now: number): Promise<boolean> {
+  recordStop(u: CellStoppedUsage, now: number): Promise<boolean> {
+    return this.serial(() => this.recordStopNow(u, now));
+  }
+
+  private async recordStopNow(u: CellStoppedUsage, now: number): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       const { head, revision } = await this.head(now);
       const { kvs } = await this.ns.get(`cells/${u.cellName}`).exec();
@@ -193,7 +209,11 @@ export class UsageLedger {
    * reports in one transaction. Returns null when `end` is not after the billed-to time (a clock
    * step back) and throws LedgerConflictError if another writer got in between.
    */
-  async close(end: number): Promise<IntervalRecord | null> {
+  close(end: number): Promise<IntervalRecord | null> {
+    return this.serial(() => this.closeNow(end));
+  }
+
+  private async closeNow(end: number): Promise<IntervalRecord | null> {
     const { head, revision } = await this.head(end);
     if (head.settled.length) await this.removeSettled(head.settled, end);
     if (end <= head.billedTo) return null;

@@ -89,7 +89,7 @@ export class UsageMeter implements CellUsageMeter {
   /** Bills the cell from `at`. A repeated call for the same cell is ignored. */
   async cellStarted(usage: CellStartedUsage): Promise<void> {
     checkStarted(usage);
-    const recorded = await this.ledger.recordStart(usage, this.clock.now());
+    const recorded = await this.retrying(() => this.ledger.recordStart(usage, this.clock.now()));
     this.log.info(
       { cell: usage.cellName, machineType: usage.machineType, spot: usage.spot, at: usage.at, recorded },
       'metering cell',
@@ -101,8 +101,24 @@ export class UsageMeter implements CellUsageMeter {
     if (!usage.cellName) throw new InvalidUsageError('cellStopped: cellName is required', 'cellName');
     if (!(usage.at instanceof Date) || Number.isNaN(usage.at.getTime()))
       throw new InvalidUsageError(`cellStopped for ${usage.cellName}: at must be a valid Date`, 'at');
-    const recorded = await this.ledger.recordStop(usage, this.clock.now());
+    const recorded = await this.retrying(() => this.ledger.recordStop(usage, this.clock.now()));
     this.log.info({ cell: usage.cellName, at: usage.at, recorded }, 'cell metering ends');
+  }
+
+  /**
+   * The cell manager reports each event once: ride out a short etcd outage (about 15 s) rather
+   * than lose the event. Safe to repeat, since recording is idempotent.
+   */
+  private async retrying<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (attempt >= 4) throw err;
+        this.log.warn({ err: (err as Error).message, attempt }, 'usage ledger write failed; retrying');
+        await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt));
+      }
+    }
   }
 
   /** Closes the interval ending now and sends what is pending (the loop does this every interval). */

@@ -251,6 +251,27 @@ describe('provider metering → usage reporter → Service Control', function ()
     assert.deepEqual(await ledger.kept(), [], 'no unconfirmed or rejected reports');
   });
 
+  it('records a burst of cells reported at once, from two provider processes, and bills each once', async () => {
+    const a = await newMeter();
+    const b = await newMeter(); // e.g. the old pod still running during a rollout
+    const now = Date.now();
+    const cells = Array.from({ length: 60 }, () => started(E2, now - 10_000));
+    await Promise.all(cells.map((c, i) => (i % 2 ? a : b).meter.cellStarted(c)));
+    await Promise.all(cells.map((c) => b.meter.cellStarted(c))); // repeats change nothing
+    await Promise.all(
+      cells.map((c, i) =>
+        (i % 3 ? b : a).meter.cellStopped({ cellName: c.cellName, at: new Date(now - 5000) }),
+      ),
+    );
+    // Both close and send at once: the ledger's guards let one interval through per close and one
+    // writer per report.
+    await Promise.all([a.meter.flush(), b.meter.flush()]);
+    assert.equal((await a.meter.flush()).pending, 0);
+    await reporter.settled();
+    assertWithin(await billed(emu), expected([{ shape: E2, seconds: 60 * 5 }]), {});
+    assert.deepEqual(await new UsageLedger(a.store.ns).cells(), []);
+  });
+
   /** Cells that all ran and stopped at known times in the past, so what is owed is fixed. */
   async function pastCells(meter: UsageMeter) {
     const now = Date.now();
