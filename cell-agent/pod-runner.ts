@@ -108,6 +108,10 @@ export class PodRunner {
   /** Set once a DELETE finished: every container stopped. */
   private deleted = false;
   private deleteGrace?: number;
+  private stopping?: Promise<void>;
+  /** Set when activeDeadlineSeconds ran out: the pod fails with this reason. */
+  private failure?: { reason: string; message: string };
+  private deadlineTimer?: NodeJS.Timeout;
 
   constructor(
     readonly request: PutPodRequest,
@@ -196,6 +200,19 @@ export class PodRunner {
     for (const c of pod.spec?.initContainers ?? []) this.init.push(make(c, true));
     for (const c of pod.spec?.containers ?? []) this.app.push(make(c, false));
     if (this.init.length > 0) for (const r of this.app) r.state = { waiting: { reason: 'PodInitializing' } };
+    const deadline = pod.spec?.activeDeadlineSeconds;
+    if (deadline !== undefined) {
+      this.deadlineTimer = setTimeout(() => {
+        if (this.finished) return;
+        this.failure = {
+          reason: 'DeadlineExceeded',
+          message: 'Pod was active on the node longer than the specified deadline',
+        };
+        this.log.info({ pod: this.uid, deadline }, 'active deadline exceeded; stopping the pod');
+        void this.stopAll(undefined, 'active deadline exceeded');
+      }, deadline * 1000);
+      this.deadlineTimer.unref();
+    }
     this.sandboxReady = true;
     this.changed();
     this.log.debug({ pod: this.uid, ms: Date.now() - this.createdAt }, 'pod sandbox and volumes ready');
@@ -218,12 +235,18 @@ export class PodRunner {
         '--',
         'sh',
         '-c',
-        // cat holds the namespaces until its stdin (a pipe from the agent) closes, so the sandbox
-        // goes away with the agent even when the agent is killed.
-        'echo "$0" > /proc/sys/kernel/hostname && echo ready && exec cat > /dev/null',
+        // The shell holds the namespaces while cat waits on a pipe from the agent. The pipe closes
+        // only when the agent dies without stopping the pod (a normal stop kills this shell
+        // first): then the shell removes the agent's containers, so none outlives it.
+        'trap "" TERM INT HUP; echo "$0" > /proc/sys/kernel/hostname && echo ready && cat > /dev/null; ' +
+          'for c in $("$1" --root "$2" list -q); do "$1" --root "$2" delete --force "$c"; done',
         this.hostname,
+        this.deps.runc.binary,
+        this.deps.runc.root,
       ],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
+      // Its own process group and no reaction to TERM/INT/HUP: a signal sent to the agent's group
+      // must not end the sandbox before the agent had its say (a normal stop uses SIGKILL).
+      { stdio: ['pipe', 'pipe', 'pipe'], detached: true },
     );
     this.sandbox = proc;
     proc.stdin!.on('error', () => undefined);
@@ -468,21 +491,29 @@ export class PodRunner {
    * status turns terminal. Idempotent; resolves once every container stopped.
    */
   delete(graceSeconds?: number): Promise<void> {
-    if (this.deletion) return this.deletion;
+    const stopping = this.stopAll(graceSeconds, 'pod deleted');
+    this.deletion ??= stopping.then(() => {
+      this.deleted = true;
+      this.changed();
+    });
+    return this.deletion;
+  }
+
+  /** Stops every container (grace, then SIGKILL) and turns the pod terminal. Idempotent. */
+  private stopAll(graceSeconds: number | undefined, why: string): Promise<void> {
+    if (this.stopping) return this.stopping;
     const grace = graceSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30;
     this.deleteGrace = grace;
     this.terminating = true;
-    this.abort.abort(new Error('pod deleted'));
+    this.abort.abort(new Error(why));
     for (const ac of this.probeTimers) ac.abort();
     this.changed();
-    this.deletion = (async () => {
+    this.stopping = (async () => {
       await Promise.all(this.containers().map((r) => this.stopContainer(r, grace)));
       await this.runDone;
       await this.complete();
-      this.deleted = true;
-      this.changed();
     })();
-    return this.deletion;
+    return this.stopping;
   }
 
   private async complete(): Promise<void> {
@@ -505,6 +536,7 @@ export class PodRunner {
   }
 
   private stopSandbox(): void {
+    clearTimeout(this.deadlineTimer);
     if (this.sandbox && this.sandbox.exitCode === null) this.sandbox.kill('SIGKILL');
     this.sandboxReady = false;
   }
@@ -551,7 +583,7 @@ export class PodRunner {
       f.initStatuses = (this.pod.spec?.initContainers ?? []).map(waiting);
       f.statuses = (this.pod.spec?.containers ?? []).map(waiting);
     }
-    const phase = podPhase(f);
+    const phase = this.failure && this.finished ? 'Failed' : podPhase(f);
     const now = nowIso();
     const conditions: PodCondition[] = podConditions(f, phase).map((c) => {
       const prev = this.transitions.get(c.type);
@@ -567,6 +599,7 @@ export class PodRunner {
       ...(this.deps.podIP ? { podIP: this.deps.podIP, podIPs: [{ ip: this.deps.podIP }] } : {}),
       ...(this.startTime ? { startTime: this.startTime } : {}),
       qosClass: qosClass(this.pod),
+      ...(this.failure ? this.failure : {}),
       ...(this.deleted ? { deleted: true } : {}),
     };
     const json = JSON.stringify(body);

@@ -150,6 +150,7 @@ const requestSchema = {
             initContainers: { type: 'array', items: container },
             restartPolicy: { enum: ['Always', 'OnFailure', 'Never'] },
             terminationGracePeriodSeconds: { type: 'integer', minimum: 0 },
+            activeDeadlineSeconds: { type: 'integer', minimum: 1 },
             hostname: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' },
             subdomain: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' },
             dnsPolicy: str,

@@ -96,6 +96,9 @@ export interface PodStatusReply {
   podIPs?: { ip: string }[];
   startTime?: string;
   qosClass: 'Guaranteed' | 'Burstable' | 'BestEffort';
+  /** Why the pod failed as a whole (DeadlineExceeded), as in PodStatus. */
+  reason?: string;
+  message?: string;
   /** True once a DELETE finished: every container has stopped and the status is final. */
   deleted?: boolean;
 }

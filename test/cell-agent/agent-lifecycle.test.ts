@@ -76,6 +76,25 @@ describe('cell agent: stopping and restarting the agent', function () {
     agents.length = 0;
   });
 
+  it('fails a pod that outlives activeDeadlineSeconds with DeadlineExceeded', async () => {
+    const agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
+    agents.push(agent);
+    const containers = [{ name: 'a', image, command: ['sleep', '3600'] }];
+    await agent.client.putPod({
+      pod: makePod('deadline', {
+        activeDeadlineSeconds: 1,
+        terminationGracePeriodSeconds: 0,
+        containers,
+      }) as never,
+    });
+    const s = await waitForStatus(agent.client, (x) => x.phase === 'Failed', 20_000);
+    assert.equal(s.reason, 'DeadlineExceeded');
+    assert.equal(s.message, 'Pod was active on the node longer than the specified deadline');
+    assert.equal(s.containerStatuses[0]!.state.terminated?.exitCode, 137);
+    await agent.stop();
+    agents.length = 0;
+  });
+
   it('cleans up what a killed agent left, and leaves nothing behind when stopped with SIGTERM', async () => {
     const first = await startAgent(cell, { insecureRegistries: [fwd.host] });
     agents.push(first);
@@ -90,6 +109,10 @@ describe('cell agent: stopping and restarting the agent', function () {
     await first.proc.stop(5000);
     await first.client.close();
     assert.ok(mountsUnder(first.dataDir).length > 0, 'the killed agent left its mounts');
+    // Its containers do not outlive it: the pod sandbox removes them once the agent is gone.
+    for (let i = 0; i < 50 && runcContainers(first.dataDir).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(runcContainers(first.dataDir), [], 'containers removed after the agent died');
 
     const second = await startAgent(
       cell,
@@ -109,7 +132,13 @@ describe('cell agent: stopping and restarting the agent', function () {
       pod: makePod('next', { containers: [{ name: 'a', image, command: ['sleep', '3600'] }] }) as never,
     });
     await waitForStatus(second.client, (s) => !!s.containerStatuses[0]!.state.running);
-    assert.equal(await second.proc.stop(15_000), 0, 'SIGTERM exits 0');
+    process.kill(second.proc.ready.pid as number, 'SIGTERM');
+    const code = await second.proc.stop(15_000);
+    assert.equal(
+      code,
+      0,
+      `SIGTERM exits 0; agent log:\n${second.proc.stderr().split('\n').slice(-6).join('\n')}`,
+    );
     await second.client.close();
     assert.deepEqual(runcContainers(second.dataDir), []);
     assert.deepEqual(mountsUnder(second.dataDir), []);

@@ -166,6 +166,15 @@ export async function startAgent(
     pki,
     async stop() {
       await client.close();
+      // Signal the agent's own process, as a cell's init would; the tsx wrapper then exits with it.
+      const pid = proc.ready.pid as number;
+      if (proc.proc.exitCode === null) {
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          // already gone
+        }
+      }
       await proc.stop(15_000);
       rmSync(dataDir, { recursive: true, force: true });
     },
