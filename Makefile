@@ -136,3 +136,7 @@ local-down: ## stop the local lab and delete what it made
 .PHONY: bench-pod-burst
 bench-pod-burst: ## 1000 pods at once against the provider, cells simulated over mutual TLS
 	npx tsx bench/pod-burst.ts
+
+.PHONY: bench-metering
+bench-metering: ## metering: cell events/s, interval close and send time with 2000 cells, billed vs runtime
+	npx tsx bench/metering.ts
