@@ -92,8 +92,11 @@ export class PodController {
         { pod: `${pod.metadata!.namespace}/${pod.metadata!.name}` },
         'deleting the cell of a pod gone from Kubernetes',
       );
-      // Not awaited one by one: a slow VM delete must not hold up the rest of the start.
-      void this.o.provider.deletePod(pod, AbortSignal.timeout(600_000)).catch((err: unknown) => {
+      // Only a force delete removes a pod before its kubelet stopped it: the user chose no grace
+      // period, so the containers get one second. Not awaited one by one: a slow VM delete must
+      // not hold up the rest of the start.
+      const gone: V1Pod = { ...pod, metadata: { ...pod.metadata, deletionGracePeriodSeconds: 1 } };
+      void this.o.provider.deletePod(gone, AbortSignal.timeout(600_000)).catch((err: unknown) => {
         if (!(err instanceof PodNotFoundError))
           this.o.log.warn(
             { pod: pod.metadata!.name, err: (err as Error).message },

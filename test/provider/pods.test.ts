@@ -219,16 +219,25 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     assert.match(metrics, /^kip_pod_events_total\{type="Normal",reason="CellCreated"\} 1$/m);
   });
 
-  it('a provider killed with SIGKILL re-adopts the running cell: no second VM, the container not restarted', async () => {
+  it('after SIGKILL the provider re-adopts running cells (no second VM, no restart), deletes cells of pods gone, creates cells for pods waiting', async () => {
+    await apply(podSpec('doomed', { containers: [{ name: 'app', image }] }));
+    const doomed = await running('doomed');
     const before = await running('web');
     const [vmBefore] = await vmFor(before.metadata!.uid!);
     const startedAt = before.status!.containerStatuses![0]!.state!.running!.startedAt;
     provider!.proc.kill('SIGKILL');
     await new Promise((r) => provider!.proc.once('exit', r));
-    await startProvider();
-    // A new pod after the restart still gets its cell, so the controller is really running.
+    // While the provider is down: one pod is force-deleted, another one is bound.
+    await kube.kubectl('delete', 'pod', 'doomed', '--grace-period=0', '--force');
     await apply(podSpec('after-restart', { containers: [{ name: 'app', image }] }));
+    assert.equal((await vmFor(doomed.metadata!.uid!)).length, 1, 'the gone pod still has its VM');
+    await startProvider();
     await running('after-restart');
+    await eventually(
+      async () => (await vmFor(doomed.metadata!.uid!)).length === 0,
+      30_000,
+      'dangling VM deleted',
+    );
     const now = await running('web');
     const vmsNow = await vmFor(now.metadata!.uid!);
     assert.equal(vmsNow.length, 1);
