@@ -219,7 +219,7 @@ async function inside(): Promise<void> {
     const byMethod: Record<string, number> = {};
     for (const [m, v] of Object.entries(calls1.byMethod)) {
       const d = v.total - (calls0.byMethod[m]?.total ?? 0);
-      if (d > 0) byMethod[m] = Number((d / n).toFixed(2));
+      if (d > 0) byMethod[m] = Number((d / n).toFixed(3));
     }
     const result = {
       bench: 'pod-burst',

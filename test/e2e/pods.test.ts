@@ -133,7 +133,7 @@ describe('pods on the virtual node (e2e, real kubectl)', function () {
     );
   });
 
-  it('a restartPolicy Never pod completes: Succeeded, its output kept, its VM deleted', async () => {
+  it('a restartPolicy Never pod completes: Succeeded with exit code 0, its VM deleted, the status kept', async () => {
     await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('job.yaml') });
     const uid = await until('the pod UID', async () => (await get('job', '.metadata.uid')) || undefined);
     await waitPhase(['pod/job'], 'Succeeded');
