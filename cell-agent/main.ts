@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -103,12 +104,19 @@ async function main(): Promise<void> {
   }
   const listenAddr = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   log.info({ listen: listenAddr, cellId, podIP, dataDir: cfg.dataDir }, 'cell agent serving');
+  let stopped = false;
   onShutdown(log, async () => {
     clearInterval(sampler);
     server.close();
     server.closeAllConnections();
     await cell.shutdown();
     await images.close();
+    stopped = true;
+  });
+  // Exiting without the orderly stop (a second signal, a fatal error): remove containers and
+  // mounts synchronously, so nothing of the pod outlives the agent.
+  process.once('exit', () => {
+    if (!stopped) emergencyCleanup(cfg.runc, join(cfg.dataDir, 'runc'), cfg.dataDir, cellId);
   });
   printReadyLine({
     service: 'cell-agent',
@@ -118,6 +126,26 @@ async function main(): Promise<void> {
     podIP,
     pid: process.pid,
   });
+}
+
+function emergencyCleanup(runcBin: string, root: string, dataDir: string, cellId: string): void {
+  try {
+    const ids = execFileSync(runcBin, ['--root', root, 'list', '-q'], { timeout: 5000 })
+      .toString()
+      .split('\n');
+    for (const id of ids.filter(Boolean))
+      execFileSync(runcBin, ['--root', root, 'delete', '--force', id], { timeout: 5000, stdio: 'ignore' });
+  } catch {
+    // best effort: the next start cleans up the rest
+  }
+  for (const m of mountsUnder(join(dataDir, 'pods'))) {
+    try {
+      execFileSync('umount', ['-l', m], { timeout: 5000, stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
+  removeCgroupTree(`kip-${cellId}`);
 }
 
 /** Removes containers, mounts and cgroups a previous run of this agent left (it crashed or was killed). */

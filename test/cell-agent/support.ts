@@ -166,19 +166,30 @@ export async function startAgent(
     pki,
     async stop() {
       await client.close();
-      // Signal the agent's own process, as a cell's init would; the tsx wrapper then exits with it.
-      const pid = proc.ready.pid as number;
-      if (proc.proc.exitCode === null) {
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          // already gone
-        }
-      }
-      await proc.stop(15_000);
+      await terminateAgent(proc);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * SIGTERM to the agent's own node process (as a cell's init would send it), then waits for the
+ * tsx wrapper to exit with it. Signalling the wrapper instead can make tsx repeat the signal.
+ */
+export async function terminateAgent(proc: StartedProcess, timeoutMs = 15_000): Promise<number | null> {
+  if (proc.proc.exitCode !== null || proc.proc.signalCode !== null) return proc.proc.exitCode;
+  const exited = new Promise<number | null>((r) => proc.proc.once('exit', (code) => r(code)));
+  try {
+    process.kill(proc.ready.pid as number, 'SIGTERM');
+  } catch {
+    // already gone
+  }
+  const code = await Promise.race([
+    exited,
+    new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), timeoutMs)),
+  ]);
+  if (code === 'timeout') return proc.stop(1000);
+  return code;
 }
 
 /** Long-polls the agent's status until `pred` holds; throws with the last status after `timeoutMs`. */
