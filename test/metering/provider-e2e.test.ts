@@ -72,6 +72,16 @@ describe('metering through the provider (e2e)', function () {
     home?.remove();
   });
 
+  /** The Compute Engine emulator's instance for a pod, as its REST API returns it. */
+  async function instanceOf(uid: string): Promise<Record<string, unknown> | undefined> {
+    const compute = lab.state.compute!;
+    const res = await fetch(`${compute.url}/compute/v1/projects/${compute.project}/aggregated/instances`);
+    const body = (await res.json()) as { items?: Record<string, { instances?: Record<string, unknown>[] }> };
+    return Object.values(body.items ?? {})
+      .flatMap((s) => s.instances ?? [])
+      .find((i) => (i.labels as Record<string, string> | undefined)?.['kip-pod-uid'] === uid);
+  }
+
   it("bills a pod's cell the time its VM ran, within a second", async () => {
     await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('hello.yaml') });
     const r = await lab.kubectl(
@@ -82,18 +92,11 @@ describe('metering through the provider (e2e)', function () {
     );
     assert.equal(r.code, 0, `${r.stderr}\n${lab.logTail('provider')}`);
     const uid = (await lab.kubectlOk(['get', 'pod', 'hello', '-o', 'jsonpath={.metadata.uid}'])).trim();
-    const compute = lab.state.compute!;
-    const raw = async () => {
-      const res = await fetch(`${compute.url}/compute/v1/projects/${compute.project}/aggregated/instances`);
-      const body = (await res.json()) as {
-        items?: Record<string, { instances?: Record<string, unknown>[] }>;
-      };
-      return Object.values(body.items ?? {})
-        .flatMap((s) => s.instances ?? [])
-        .find((i) => (i.labels as Record<string, string> | undefined)?.['kip-pod-uid'] === uid);
-    };
     const vm = await waitFor(
-      async () => ((await raw())?.lastStartTimestamp ? await raw() : undefined),
+      async () => {
+        const v = await instanceOf(uid);
+        return v?.lastStartTimestamp ? v : undefined;
+      },
       10_000,
       'the VM',
     );
@@ -108,7 +111,7 @@ describe('metering through the provider (e2e)', function () {
     await new Promise((res) => setTimeout(res, 3000));
     await lab.kubectlOk(['delete', 'pod', 'hello', '--timeout=60s'], { timeoutMs: 70_000 });
     const gone = await waitFor(
-      async () => ((await raw()) ? undefined : Date.now()),
+      async () => ((await instanceOf(uid)) ? undefined : Date.now()),
       30_000,
       'the VM deleted',
     );
@@ -132,5 +135,51 @@ describe('metering through the provider (e2e)', function () {
     assert.equal(recorded.duplicates, 0);
     assert.ok(Number(await emu.total('vcpu_seconds')) > 0);
     assert.ok(Number(await emu.total('memory_gib_seconds')) >= 0);
+  });
+  it('a provider killed with SIGKILL while a cell runs, then restarted, bills it neither less nor twice', async () => {
+    await reporter.settled();
+    const res = await fetch(new URL('/admin/operations', emu.rootUrl), { method: 'DELETE' });
+    assert.ok(res.ok);
+    await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('hello.yaml') });
+    const r = await lab.kubectl(
+      ['wait', '--for=jsonpath={.status.phase}=Running', 'pod/hello', '--timeout=90s'],
+      {
+        timeoutMs: 100_000,
+      },
+    );
+    assert.equal(r.code, 0, `${r.stderr}\n${lab.logTail('provider')}`);
+    const uid = (await lab.kubectlOk(['get', 'pod', 'hello', '-o', 'jsonpath={.metadata.uid}'])).trim();
+    const vm = await waitFor(
+      async () => {
+        const v = await instanceOf(uid);
+        return v?.lastStartTimestamp ? v : undefined;
+      },
+      10_000,
+      'the VM',
+    );
+    const runningSince = Date.parse(String(vm.lastStartTimestamp));
+    await waitFor(
+      async () => ((await emu.total('cell_seconds')) >= 1n ? true : undefined),
+      20_000,
+      'cell_seconds billed while the pod runs',
+    );
+    await lab.killProvider();
+    await new Promise((res) => setTimeout(res, 2000));
+    await lab.restartProvider();
+    await new Promise((res) => setTimeout(res, 2000));
+    await lab.kubectlOk(['delete', 'pod', 'hello', '--timeout=60s'], { timeoutMs: 70_000 });
+    const gone = await waitFor(
+      async () => ((await instanceOf(uid)) ? undefined : Date.now()),
+      30_000,
+      'the VM deleted',
+    );
+    const ranSeconds = (gone - runningSince) / 1000;
+    await new Promise((res) => setTimeout(res, 2500));
+    await reporter.settled();
+    const billed = Number(await emu.total('cell_seconds'));
+    assert.ok(
+      Math.abs(billed - ranSeconds) <= 1,
+      `billed ${billed} cell-seconds, the VM ran ${ranSeconds.toFixed(2)} s\n${lab.logTail('provider')}`,
+    );
   });
 });
