@@ -1,13 +1,18 @@
 import type { Logger } from './log.ts';
 
 /**
- * Runs `stop` once on SIGTERM or SIGINT, then exits 0 (1 if stopping failed). A second signal
- * while stopping exits at once, so an operator is never stuck behind a hung shutdown.
+ * Runs `stop` once on SIGTERM or SIGINT, then exits 0 (1 if stopping failed). A second SIGINT
+ * while stopping exits at once, so an operator pressing Ctrl-C twice is never stuck behind a hung
+ * shutdown. A repeated SIGTERM is ignored: launchers such as tsx re-send it, and Kubernetes
+ * escalates to SIGKILL after the grace period anyway.
  */
 export function onShutdown(log: Logger, stop: () => Promise<void> | void): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(1);
+    if (stopping) {
+      if (signal === 'SIGINT') process.exit(1);
+      return;
+    }
     stopping = true;
     log.info({ signal }, 'shutting down');
     Promise.resolve()
