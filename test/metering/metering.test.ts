@@ -272,6 +272,23 @@ describe('provider metering → usage reporter → Service Control', function ()
     assert.deepEqual(await new UsageLedger(a.store.ns).cells(), []);
   });
 
+  it('refuses a cell event it cannot bill with an error naming the field, and stores nothing', async () => {
+    const { meter, store } = await newMeter();
+    const good = started(E2, Date.now());
+    await assert.rejects(meter.cellStarted({ ...good, vcpus: -2 }), {
+      name: 'InvalidUsageError',
+      field: 'vcpus',
+      message: /vcpus must be a non-negative number/,
+    });
+    await assert.rejects(meter.cellStarted({ ...good, at: new Date('not a date') }), { field: 'at' });
+    await assert.rejects(meter.cellStarted({ ...good, machineType: '' }), { field: 'machineType' });
+    await assert.rejects(meter.cellStopped({ cellName: good.cellName, at: new Date(NaN) }), { field: 'at' });
+    assert.deepEqual(await new UsageLedger(store.ns).cells(), []);
+    // A stop for a cell never started is ignored, not an error.
+    await meter.cellStopped({ cellName: 'never-started', at: new Date() });
+    assert.equal((await meter.flush()).recorded, 0);
+  });
+
   /** Cells that all ran and stopped at known times in the past, so what is owed is fixed. */
   async function pastCells(meter: UsageMeter) {
     const now = Date.now();
