@@ -107,6 +107,31 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/** The last status with phase Failed, reason CellLost, and every running container terminated. */
+function lostStatus(last: V1PodStatus | undefined, message: string): V1PodStatus {
+  const at = new Date().toISOString();
+  const s = JSON.parse(JSON.stringify(last ?? {})) as Record<string, unknown>;
+  const containers = (s.containerStatuses ?? []) as { state?: Record<string, unknown>; ready?: boolean }[];
+  for (const c of containers) {
+    if (!c.state?.terminated)
+      c.state = { terminated: { exitCode: 137, reason: 'ContainerStatusUnknown', message, finishedAt: at } };
+    c.ready = false;
+  }
+  const conditions = ((s.conditions ?? []) as { type: string; status: string }[]).map((c) =>
+    c.type === 'Ready' || c.type === 'ContainersReady'
+      ? { ...c, status: 'False', lastTransitionTime: at }
+      : c,
+  );
+  return {
+    ...s,
+    phase: 'Failed',
+    reason: 'CellLost',
+    message,
+    conditions,
+    containerStatuses: containers,
+  } as V1PodStatus;
+}
+
 const keyOf = (pod: V1Pod) => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
 
 /** vCPUs and memory of a custom machine type name (`n2-custom-4-10240`, `custom-2-4096-ext`). */
@@ -419,6 +444,13 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
         t.dispatched = true;
         const final = await this.followStatus(t, signal);
         if (!final) return true;
+        if (final === 'lost') {
+          // The VM was preempted or deleted behind Kip's back: the pod cannot go on. Failed lets
+          // its controller replace it, as for a pod on a lost node.
+          const message = `the pod's VM ${t.cellName} is gone (preempted or deleted outside Kip)`;
+          this.setStatus(t, lostStatus(t.status, message));
+          await this.o.events.record(t.pod, 'Warning', 'CellLost', message);
+        }
         // A finished pod keeps its terminal status and loses its VM.
         t.deleting ??= this.removeCell(t, { stop: false, graceSeconds: 0, fromRun: true }).finally(() => {
           t.deleting = undefined;
@@ -432,7 +464,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
   }
 
   /** Follows the agent's status until the pod is terminal (returns it) or the task aborts (null). */
-  private async followStatus(t: Tracked, signal: AbortSignal): Promise<PodStatusReply | null> {
+  private async followStatus(t: Tracked, signal: AbortSignal): Promise<PodStatusReply | 'lost' | null> {
     let version: number | undefined;
     let failures = 0;
     const seen = new Map<string, string>();
@@ -447,6 +479,8 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
         failures = 0;
       } catch (err) {
         if (signal.aborted) return null;
+        // An agent that stops answering may have lost its VM: a listing tells.
+        if (this.vmLost(t.cellName)) return 'lost';
         if (failures++ % 10 === 0)
           this.o.log.warn(
             { pod: t.key, cell: t.cellName, err: (err as Error).message },
@@ -486,6 +520,14 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
       }
       if (mark) seen.set(c.name, mark);
     }
+  }
+
+  /** Whether the latest listing shows the VM gone or stopped. */
+  private vmLost(name: string): boolean {
+    const { instances, at } = this.o.observer.snapshot();
+    if (!at) return false;
+    const vm = instances.find((i) => i.name === name);
+    return !vm || vm.status === 'STOPPING' || vm.status === 'TERMINATED' || vm.status === 'STOPPED';
   }
 
   private async cellStarted(t: Tracked, r: CellRecord, vm: CellInstance): Promise<void> {

@@ -343,6 +343,42 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     await eventually(async () => !(await getPod('pvc')), 20_000, 'unsupported pod deleted');
   });
 
+  it("a VM lost behind Kip's back (preempted) fails its pod with reason CellLost and an event", async () => {
+    const spot = podSpec('lost', { containers: [{ name: 'app', image }] });
+    Object.assign(spot.metadata, { annotations: { 'pod.elotl.co/launch-type': 'spot' } });
+    await apply(spot);
+    const pod = await running('lost');
+    const [vm] = await vmFor(pod.metadata!.uid!);
+    let preempted = false;
+    for (const z of emu.zones) {
+      try {
+        await emu.admin.preempt(z, vm!.name);
+        preempted = true;
+        break;
+      } catch {
+        // not in this zone
+      }
+    }
+    assert.ok(preempted, `preempted ${vm!.name}`);
+    const failed = await eventually(
+      async () => {
+        const p = await getPod('lost');
+        return p?.status?.phase === 'Failed' ? p : undefined;
+      },
+      30_000,
+      'pod Failed',
+    );
+    assert.equal(failed.status!.reason, 'CellLost');
+    assert.match(failed.status!.message!, /is gone/);
+    assert.equal(failed.status!.containerStatuses![0]!.state!.terminated!.reason, 'ContainerStatusUnknown');
+    assert.ok((await events('lost')).some((e) => e.reason === 'CellLost' && e.type === 'Warning'));
+    await eventually(
+      async () => (await vmFor(pod.metadata!.uid!)).length === 0,
+      30_000,
+      'stopped VM deleted',
+    );
+  });
+
   /** Exec through the provider's kubelet API over the v5 channel protocol. */
   async function execThroughKubelet(
     ns: string,
