@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InstancesClient } from '@google-cloud/compute';
@@ -208,6 +209,23 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     const failed = await execThroughKubelet('default', 'web', 'app', ['sh', '-c', 'exit 3']);
     assert.equal(failed.exitCode, 3);
 
+    // Stats for metrics-server come from the cell's agent.
+    const summary = JSON.parse(await kubeletGet('/stats/summary')) as {
+      node: { nodeName: string };
+      pods: { podRef: { name: string; uid: string }; containers: { name: string }[] }[];
+    };
+    assert.equal(summary.node.nodeName, 'kip');
+    const webStats = summary.pods.find((p) => p.podRef.name === 'web');
+    assert.equal(webStats?.podRef.uid, pod.metadata!.uid);
+    assert.deepEqual(
+      webStats!.containers.map((c) => c.name),
+      ['app'],
+    );
+    assert.match(
+      await kubeletGet('/metrics/resource'),
+      /^container_memory_working_set_bytes\{container="app",namespace="default",pod="web"\} \d+/m,
+    );
+
     const reasons = (await events('web')).map((e) => e.reason);
     assert.ok(reasons.includes('CellCreated'), `events: ${reasons.join(',')}`);
 
@@ -378,6 +396,21 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
       'stopped VM deleted',
     );
   });
+
+  /** GET on the provider's kubelet API (authentication is off in this config). */
+  async function kubeletGet(path: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      httpsRequest({ host: '127.0.0.1', port: kubeletPort, path, rejectUnauthorized: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve(body) : reject(new Error(`${path}: ${res.statusCode} ${body}`)),
+        );
+      })
+        .on('error', reject)
+        .end();
+    });
+  }
 
   /** Exec through the provider's kubelet API over the v5 channel protocol. */
   async function execThroughKubelet(
