@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { validateConfig } from '../../lib/config-file.ts';
 import type { CapacityType, MachineShape } from './cloud-provider.ts';
+import shippedPrices from './data/prices-us-central1.json' with { type: 'json' };
 
 /** Hourly rates of one machine series. Custom and extended-memory rates exist only where GCE sells them. */
 export interface FamilyRates {
@@ -79,8 +80,16 @@ export function validatePriceData(doc: unknown, source = 'price table'): PriceDa
 export class PriceTable {
   constructor(readonly data: PriceData) {}
 
-  /** Reads and validates a price file (default: the us-central1 table in the repository). */
-  static load(path: string | URL = DEFAULT_PRICE_FILE): PriceTable {
+  /**
+   * Reads and validates a price file; without a path, the us-central1 table shipped with Kip
+   * (imported as a module so the build carries it into dist/).
+   */
+  static load(path?: string | URL): PriceTable {
+    if (path === undefined) {
+      return new PriceTable(
+        validatePriceData(structuredClone(shippedPrices), `price table ${String(DEFAULT_PRICE_FILE)}`),
+      );
+    }
     const text = readFileSync(path, 'utf8');
     return new PriceTable(validatePriceData(JSON.parse(text), `price table ${String(path)}`));
   }
