@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../lib/free-port.ts';
 
 /** A real etcd (Debian `etcd-server`) started for a test, on free loopback ports. */
 export interface TestEtcd {
@@ -11,12 +11,39 @@ export interface TestEtcd {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
+/** Where and how one single-member etcd listens; shared with the local lab's etcd. */
+export interface EtcdSettings {
+  name: string;
+  dataDir: string;
+  /** http://127.0.0.1:<port> for clients. */
+  clientUrl: string;
+  /** http://127.0.0.1:<port> for the (unused) peer listener. */
+  peerUrl: string;
+  logLevel: 'error' | 'warn' | 'info';
+}
+
+/** The `etcd` command line for a single-member cluster on loopback. */
+export function etcdArgs(s: EtcdSettings): string[] {
+  return [
+    '--name',
+    s.name,
+    '--data-dir',
+    s.dataDir,
+    '--listen-client-urls',
+    s.clientUrl,
+    '--advertise-client-urls',
+    s.clientUrl,
+    '--listen-peer-urls',
+    s.peerUrl,
+    '--initial-advertise-peer-urls',
+    s.peerUrl,
+    '--initial-cluster',
+    `${s.name}=${s.peerUrl}`,
+    '--log-level',
+    s.logLevel,
+    '--logger',
+    'zap',
+  ];
 }
 
 async function healthy(endpoint: string): Promise<boolean> {
@@ -38,26 +65,13 @@ export async function startEtcd(): Promise<TestEtcd> {
     const name = `kip-test-${process.pid}`;
     const proc: ChildProcess = spawn(
       'etcd',
-      [
-        '--name',
+      etcdArgs({
         name,
-        '--data-dir',
-        join(dir, `data-${attempt}`),
-        '--listen-client-urls',
-        endpoint,
-        '--advertise-client-urls',
-        endpoint,
-        '--listen-peer-urls',
+        dataDir: join(dir, `data-${attempt}`),
+        clientUrl: endpoint,
         peerUrl,
-        '--initial-advertise-peer-urls',
-        peerUrl,
-        '--initial-cluster',
-        `${name}=${peerUrl}`,
-        '--log-level',
-        'error',
-        '--logger',
-        'zap',
-      ],
+        logLevel: 'error',
+      }),
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';

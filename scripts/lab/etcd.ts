@@ -2,7 +2,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { httpOk, startDaemon } from './daemon.ts';
-import { freePort } from './free-port.ts';
+import { freePort } from '../../lib/free-port.ts';
+import { etcdArgs } from '../../provider/testing/etcd.ts';
 import type { LabState } from './state.ts';
 
 export async function startLabEtcd(dir: string, repo: string): Promise<NonNullable<LabState['etcd']>> {
@@ -16,26 +17,7 @@ export async function startLabEtcd(dir: string, repo: string): Promise<NonNullab
   const d = await startDaemon({
     part: 'etcd',
     command: 'etcd',
-    args: [
-      '--name',
-      name,
-      '--data-dir',
-      dataDir,
-      '--listen-client-urls',
-      endpoint,
-      '--advertise-client-urls',
-      endpoint,
-      '--listen-peer-urls',
-      peerUrl,
-      '--initial-advertise-peer-urls',
-      peerUrl,
-      '--initial-cluster',
-      `${name}=${peerUrl}`,
-      '--log-level',
-      'warn',
-      '--logger',
-      'zap',
-    ],
+    args: etcdArgs({ name, dataDir, clientUrl: endpoint, peerUrl, logLevel: 'warn' }),
     cwd: repo,
     logFile: log,
     ready: () => httpOk(`${endpoint}/health`),

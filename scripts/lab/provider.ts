@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { startDaemon } from './daemon.ts';
 import { tsxCommand } from './compute.ts';
-import { freePort } from './free-port.ts';
+import { freePort } from '../../lib/free-port.ts';
 import type { LabState } from './state.ts';
 
 export const LAB_NODE_NAME = 'kip';

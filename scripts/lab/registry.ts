@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { httpOk, LabStartError, startDaemon } from './daemon.ts';
-import { freePort, portFree } from './free-port.ts';
+import { freePort, portFree } from '../../lib/free-port.ts';
 import type { LabState } from './state.ts';
 
 /** The port of the developer's lab registry; the examples name images on it. */

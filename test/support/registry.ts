@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createCA, issueCertificate } from '../../lib/tls.ts';
+import { freePort } from '../../lib/free-port.ts';
 
 export interface RegistryOptions {
   /** Basic authentication from an htpasswd file (works over plain http in this registry version). */
@@ -42,14 +43,8 @@ process.once('exit', () => {
   }
 });
 
-/** A port that was free a moment ago (docker-registry cannot listen on port 0 and report it). */
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
+// docker-registry cannot listen on port 0 and report it, so its port is probed first.
+export { freePort };
 
 function b64url(data: Buffer | string): string {
   return Buffer.from(data).toString('base64url');
