@@ -302,8 +302,8 @@ async function main(): Promise<void> {
     await Promise.race([loops, new Promise((r) => setTimeout(r, 5000).unref())]);
   });
   stoppers.push(async () => {
-    podPath?.observer.stop();
     await podPath?.cellManager.stop();
+    podPath?.observer.stop();
   });
 
   const metricsServer: Server = createServer((req, res) => {

@@ -106,9 +106,13 @@ describe('cell manager (etcd, GCE emulator)', function () {
     assert.equal(started.spot, false);
     assert.equal(started.cellName, rec.record.cellName);
     // No agent answers in this emulator: the pod honestly waits for it.
-    const last = a.statuses.at(-1)!;
-    assert.equal(last.status!.containerStatuses![0]!.state!.waiting!.reason, 'CellBooting');
-    assert.match(last.status!.containerStatuses![0]!.state!.waiting!.message!, /waiting for its cell agent/);
+    const waiting = () => a.statuses.at(-1)?.status?.containerStatuses?.[0]?.state?.waiting;
+    await eventually(
+      async () => Promise.resolve(/waiting for its cell agent/.test(waiting()?.message ?? '')),
+      10_000,
+      'booting status',
+    );
+    assert.equal(waiting()!.reason, 'CellBooting');
     assert.ok(a.events.some((e) => e.reason === 'CellCreated'));
     await a.m.stop();
     a.observer.stop();

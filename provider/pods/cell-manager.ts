@@ -264,7 +264,11 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
   /** Stops every cell task (cells and VMs stay: the next start adopts them). */
   async stop(): Promise<void> {
     for (const t of this.byUid.values()) t.abort.abort();
-    await Promise.all([...this.byUid.values()].map((t) => t.run));
+    // A cloud call in flight cannot be aborted; its result is adopted from etcd at the next start.
+    await Promise.race([
+      Promise.all([...this.byUid.values()].map((t) => t.run)),
+      new Promise((r) => setTimeout(r, 5000).unref()),
+    ]);
     await Promise.all([...this.byUid.values()].map((t) => t.client?.close()));
   }
 

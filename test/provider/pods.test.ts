@@ -397,6 +397,15 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     );
   });
 
+  it('SIGTERM stops the provider cleanly and leaves running cells for the next start', async () => {
+    const web = await running('web');
+    const code = await provider!.stop(15_000);
+    assert.equal(code, 0, provider!.stderr().slice(-2000));
+    provider = undefined;
+    const [vm] = await vmFor(web.metadata!.uid!);
+    assert.equal(vm?.status, 'RUNNING');
+  });
+
   /** GET on the provider's kubelet API (authentication is off in this config). */
   async function kubeletGet(path: string): Promise<string> {
     return new Promise((resolve, reject) => {
