@@ -22,6 +22,50 @@ export interface KubectlOptions {
   signal?: AbortSignal;
 }
 
+/** kubectl against one kubeconfig, shared by the emulator handle and the lab. */
+export interface KubectlRunner {
+  /** Runs the real kubectl with `--kubeconfig` and a private HOME (its discovery cache). */
+  kubectl(args: string[], opts?: KubectlOptions): Promise<KubectlResult>;
+  /** Like kubectl, but rejects with kubectl's stderr when it exits non-zero. */
+  kubectlOk(args: string[], opts?: KubectlOptions): Promise<string>;
+}
+
+/** A kubectl runner for `kubeconfig`, with `home` as HOME so suites do not share a cache. */
+export function kubectlRunner(kubeconfig: string, home: string): KubectlRunner {
+  const kubectl = (args: string[], opts: KubectlOptions = {}) =>
+    new Promise<KubectlResult>((resolve, reject) => {
+      const child = spawn('kubectl', ['--kubeconfig', kubeconfig, ...args], {
+        env: { ...process.env, HOME: home, KUBECONFIG: kubeconfig },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+        opts.onStdout?.(d);
+      });
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+      const abort = () => child.kill('SIGTERM');
+      opts.signal?.addEventListener('abort', abort, { once: true });
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', abort);
+        resolve({ code, stdout, stderr });
+      });
+      child.stdin.end(opts.input ?? '');
+    });
+  return {
+    kubectl,
+    async kubectlOk(args, opts) {
+      const r = await kubectl(args, opts);
+      if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+      return r.stdout;
+    },
+  };
+}
+
 export interface KubeEmulatorHandle {
   /** `http://127.0.0.1:<port>` */
   url: string;
@@ -70,41 +114,14 @@ export async function startKubeEmulator(opts: StartKubeOptions = {}): Promise<Ku
   }
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(kubeconfigPath);
-  const kubectl = (kargs: string[], kopts: KubectlOptions = {}) =>
-    new Promise<KubectlResult>((resolve, reject) => {
-      const child = spawn('kubectl', ['--kubeconfig', kubeconfigPath, ...kargs], {
-        env: { ...process.env, HOME: home, KUBECONFIG: kubeconfigPath },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout += d;
-        kopts.onStdout?.(d);
-      });
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), kopts.timeoutMs ?? 30_000);
-      const abort = () => child.kill('SIGTERM');
-      kopts.signal?.addEventListener('abort', abort, { once: true });
-      child.on('error', reject);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        kopts.signal?.removeEventListener('abort', abort);
-        resolve({ code, stdout, stderr });
-      });
-      child.stdin.end(kopts.input ?? '');
-    });
+  const { kubectl, kubectlOk } = kubectlRunner(kubeconfigPath, home);
   return {
     url: String(proc.ready.url),
     kubeconfigPath,
     kubeConfig,
     token: kubeConfig.getCurrentUser()?.token ?? '',
     kubectl,
-    kubectlOk: async (kargs, kopts) => {
-      const r = await kubectl(kargs, kopts);
-      if (r.code !== 0) throw new Error(`kubectl ${kargs.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-      return r.stdout;
-    },
+    kubectlOk,
     logs: () => proc.stderr(),
     process: proc,
     stop: async () => {

@@ -4,7 +4,6 @@
  * a developer's lab run side by side. `stop()` (and, should the suite crash, process exit) tears
  * it down.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +12,7 @@ import { labDown, labUp, REPO_ROOT, type LabUpOptions } from '../../scripts/lab/
 import { startLabProvider } from '../../scripts/lab/provider.ts';
 import { LAB_REGISTRY_PORT } from '../../scripts/lab/registry.ts';
 import { writeLabState, type LabState } from '../../scripts/lab/state.ts';
-import type { KubectlOptions, KubectlResult } from './kube.ts';
+import { kubectlRunner, type KubectlOptions, type KubectlResult } from './kube.ts';
 
 export interface LabInstance {
   name: string;
@@ -66,41 +65,14 @@ export async function startLab(opts: Omit<LabUpOptions, 'dir' | 'progress'> = {}
     throw new Error(`${(e as Error).message}${tail ? `\n${tail}` : ''}`, { cause: e });
   }
   live.add(state);
-  const kubectl = (args: string[], kopts: KubectlOptions = {}) =>
-    new Promise<KubectlResult>((resolve, reject) => {
-      const child = spawn('kubectl', ['--kubeconfig', state.kubeconfig, ...args], {
-        env: { ...process.env, HOME: home, KUBECONFIG: state.kubeconfig },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout += d;
-        kopts.onStdout?.(d);
-      });
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), kopts.timeoutMs ?? 30_000);
-      const abort = () => child.kill('SIGTERM');
-      kopts.signal?.addEventListener('abort', abort, { once: true });
-      child.on('error', reject);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        kopts.signal?.removeEventListener('abort', abort);
-        resolve({ code, stdout, stderr });
-      });
-      child.stdin.end(kopts.input ?? '');
-    });
+  const { kubectl, kubectlOk } = kubectlRunner(state.kubeconfig, home);
   const compute = state.compute!;
   return {
     state,
     kubeconfig: state.kubeconfig,
     image: state.image ?? '',
     kubectl,
-    async kubectlOk(args, kopts) {
-      const r = await kubectl(args, kopts);
-      if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-      return r.stdout;
-    },
+    kubectlOk,
     example(file) {
       const text = readFileSync(join(REPO_ROOT, 'examples', file), 'utf8');
       return text.replaceAll(`198.18.0.1:${LAB_REGISTRY_PORT}`, state.registry!.host);
