@@ -20,10 +20,8 @@ format: deps ## rewrite sources with prettier
 typecheck: deps ## strict TypeScript check of every source and test
 	npx tsc -p tsconfig.json --noEmit
 
-TEST_SPEC := '{lib,emulators,provider,cell-agent,image-cache,usage-reporter,test}/**/*.test.ts'
-
-test: deps lint typecheck ## install, lint, type-check and run every test
-	npx mocha $(TEST_SPEC)
+test: deps lint typecheck ## install, lint, type-check and run every test (TEST_JOBS=3 files at once)
+	scripts/run-tests.sh
 
 build: deps ## compile to dist/ (what the images run)
 	npx tsc -p tsconfig.build.json
