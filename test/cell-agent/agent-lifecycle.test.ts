@@ -2,17 +2,15 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildImage, pushImage } from '../support/images.ts';
-import { startRegistry, type StartedRegistry } from '../support/registry.ts';
 import {
-  createCellNetwork,
-  forwardTcp,
   makePod,
   startAgent,
   terminateAgent,
   waitForStatus,
   type TestAgent,
   type TestCellNetwork,
+  startImageCell,
+  type TestImageCell,
 } from './support.ts';
 
 function mountsUnder(dir: string): string[] {
@@ -39,29 +37,22 @@ function cgroupLeft(cellId: string): boolean {
 
 describe('cell agent: stopping and restarting the agent', function () {
   this.timeout(60_000);
+  let site: TestImageCell;
   let cell: TestCellNetwork;
-  let registry: StartedRegistry;
-  let fwd: { host: string; close(): void };
   let image: string;
   const agents: TestAgent[] = [];
 
   before(async () => {
-    cell = createCellNetwork();
-    registry = await startRegistry();
-    fwd = await forwardTcp(cell.hostIP, registry.host);
-    const layout = await buildImage({ name: 'kip-test/busybox', tag: '1', cmd: ['sh'] });
-    await pushImage(layout, '1', registry.host);
-    image = `${fwd.host}/kip-test/busybox:1`;
+    site = await startImageCell();
+    ({ cell, image } = site);
   });
   after(async () => {
     for (const a of agents) await a.stop().catch(() => undefined);
-    fwd?.close();
-    await registry?.stop();
-    cell?.remove();
+    await site?.stop();
   });
 
   it('stops a pod deleted while its containers are still starting', async () => {
-    const agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
+    const agent = await startAgent(cell, { insecureRegistries: [site.registryHost] });
     agents.push(agent);
     for (let i = 0; i < 3; i++) {
       const containers = ['a', 'b', 'c'].map((name) => ({ name, image, command: ['sleep', '3600'] }));
@@ -78,7 +69,7 @@ describe('cell agent: stopping and restarting the agent', function () {
   });
 
   it('fails a pod that outlives activeDeadlineSeconds with DeadlineExceeded', async () => {
-    const agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
+    const agent = await startAgent(cell, { insecureRegistries: [site.registryHost] });
     agents.push(agent);
     const containers = [{ name: 'a', image, command: ['sleep', '3600'] }];
     await agent.client.putPod({
@@ -97,7 +88,7 @@ describe('cell agent: stopping and restarting the agent', function () {
   });
 
   it('removes containers and mounts even when a second signal cuts the orderly stop short', async () => {
-    const agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
+    const agent = await startAgent(cell, { insecureRegistries: [site.registryHost] });
     agents.push(agent);
     const containers = [
       { name: 'a', image, command: ['sh', '-c', 'trap "" TERM; while :; do sleep 0.1; done'] },
@@ -119,7 +110,7 @@ describe('cell agent: stopping and restarting the agent', function () {
   });
 
   it('cleans up what a killed agent left, and leaves nothing behind when stopped with SIGTERM', async () => {
-    const first = await startAgent(cell, { insecureRegistries: [fwd.host] });
+    const first = await startAgent(cell, { insecureRegistries: [site.registryHost] });
     agents.push(first);
     const cellId = first.proc.ready.cellId as string;
     await first.client.putPod({
@@ -139,7 +130,7 @@ describe('cell agent: stopping and restarting the agent', function () {
 
     const second = await startAgent(
       cell,
-      { insecureRegistries: [fwd.host] },
+      { insecureRegistries: [site.registryHost] },
       { dataDir: first.dataDir, pki: first.pki },
     );
     agents.push(second);

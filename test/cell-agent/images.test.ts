@@ -15,9 +15,10 @@ import {
   waitForStatus,
   type TestAgent,
   type TestCellNetwork,
+  freeCell,
+  isTerminal,
 } from './support.ts';
 
-const terminal = (s: PodStatusReply) => s.phase === 'Succeeded' || s.phase === 'Failed';
 const first = (s: PodStatusReply): ContainerStatus => s.containerStatuses[0]!;
 
 describe('cell agent: pulling images from real registries', function () {
@@ -65,13 +66,7 @@ describe('cell agent: pulling images from real registries', function () {
     await locked?.stop();
     cell?.remove();
   });
-  afterEach(async () => {
-    const s = await agent.client.getStatus().catch(() => undefined);
-    if (s && !terminal(s)) {
-      await agent.client.deletePod(0);
-      await waitForStatus(agent.client, terminal);
-    }
-  });
+  afterEach(() => freeCell(agent.client));
 
   it('reports a missing image as ErrImagePull then ImagePullBackOff, and recovers once it is pushed', async () => {
     const ref = `${openHost}/kip-test/later:1`;
@@ -113,7 +108,7 @@ describe('cell agent: pulling images from real registries', function () {
     );
     assert.match(first(denied).state.waiting!.message!, /unauthori[sz]ed|credentials|401/i);
     await agent.client.deletePod(0);
-    await waitForStatus(agent.client, terminal);
+    await waitForStatus(agent.client, isTerminal);
 
     const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
     await agent.client.putPod({

@@ -1,51 +1,33 @@
 import assert from 'node:assert/strict';
 import { text } from 'node:stream/consumers';
 import WebSocket from 'ws';
-import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
-import { buildImage, pushImage } from '../support/images.ts';
-import { startRegistry, type StartedRegistry } from '../support/registry.ts';
 import {
-  createCellNetwork,
-  forwardTcp,
   makePod,
   startAgent,
   waitForStatus,
   type TestAgent,
-  type TestCellNetwork,
+  freeCell,
+  isTerminal,
+  startImageCell,
+  type TestImageCell,
 } from './support.ts';
-
-const terminal = (s: PodStatusReply) => s.phase === 'Succeeded' || s.phase === 'Failed';
 
 describe('cell agent: probes, exec, stats and graceful delete', function () {
   this.timeout(60_000);
-  let cell: TestCellNetwork;
-  let registry: StartedRegistry;
-  let fwd: { host: string; close(): void };
+  let site: TestImageCell;
   let agent: TestAgent;
   let image: string;
 
   before(async () => {
-    cell = createCellNetwork();
-    registry = await startRegistry();
-    fwd = await forwardTcp(cell.hostIP, registry.host);
-    const layout = await buildImage({ name: 'kip-test/busybox', tag: '1', cmd: ['sh'] });
-    await pushImage(layout, '1', registry.host);
-    image = `${fwd.host}/kip-test/busybox:1`;
-    agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
+    site = await startImageCell();
+    image = site.image;
+    agent = await startAgent(site.cell, { insecureRegistries: [site.registryHost] });
   });
   after(async () => {
     await agent?.stop();
-    fwd?.close();
-    await registry?.stop();
-    cell?.remove();
+    await site?.stop();
   });
-  afterEach(async () => {
-    const s = await agent.client.getStatus().catch(() => undefined);
-    if (s && !terminal(s)) {
-      await agent.client.deletePod(0);
-      await waitForStatus(agent.client, terminal);
-    }
-  });
+  afterEach(() => freeCell(agent.client));
 
   const exec = async (container: string, command: string[], stdin?: string) => {
     const session = agent.client.exec(container, command, {
@@ -251,7 +233,7 @@ describe('cell agent: probes, exec, stats and graceful delete', function () {
     const atDelete = await agent.client.deletePod(2);
     assert.equal(atDelete.deleted, undefined, 'not deleted until the containers stopped');
     const s = await waitForStatus(agent.client, (x) => x.deleted === true, 15_000);
-    assert.ok(terminal(s));
+    assert.ok(isTerminal(s));
     const took = Date.now() - t0;
     assert.ok(took >= 1800 && took < 8000, `stopped after ${took} ms with a 2 s grace period`);
     const by = Object.fromEntries(s.containerStatuses.map((c) => [c.name, c.state.terminated!]));

@@ -8,57 +8,38 @@ import WebSocket from 'ws';
 import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
 import { CellAgentError } from '../../lib/cell-agent-client.ts';
 import { createCA, issueCertificate } from '../../lib/tls.ts';
-import { buildImage, pushImage } from '../support/images.ts';
-import { startRegistry, type StartedRegistry } from '../support/registry.ts';
 import {
-  createCellNetwork,
-  forwardTcp,
   makePod,
   startAgent,
   waitForStatus,
   type TestAgent,
   type TestCellNetwork,
+  freeCell,
+  isTerminal,
+  startImageCell,
+  type TestImageCell,
 } from './support.ts';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
-const terminal = (s: PodStatusReply) => s.phase === 'Succeeded' || s.phase === 'Failed';
 
 describe('cell agent: running pods with runc', function () {
   this.timeout(60_000);
+  let site: TestImageCell;
   let cell: TestCellNetwork;
-  let registry: StartedRegistry;
-  let fwd: { host: string; close(): void };
   let agent: TestAgent;
   let image: string;
 
   before(async () => {
-    cell = createCellNetwork();
-    registry = await startRegistry();
-    fwd = await forwardTcp(cell.hostIP, registry.host);
-    const layout = await buildImage({
-      name: 'kip-test/busybox',
-      tag: '1',
-      cmd: ['sh'],
-      env: ['FROM_IMAGE=yes'],
-    });
-    await pushImage(layout, '1', registry.host);
-    image = `${fwd.host}/kip-test/busybox:1`;
-    agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
+    site = await startImageCell({ env: ['FROM_IMAGE=yes'] });
+    ({ cell, image } = site);
+    agent = await startAgent(cell, { insecureRegistries: [site.registryHost] });
   });
   after(async () => {
     await agent?.stop();
-    fwd?.close();
-    await registry?.stop();
-    cell?.remove();
+    await site?.stop();
   });
-  afterEach(async () => {
-    // Each test leaves the cell free for the next pod.
-    const s = await agent.client.getStatus().catch(() => undefined);
-    if (s && !terminal(s)) {
-      await agent.client.deletePod(0);
-      await waitForStatus(agent.client, terminal);
-    }
-  });
+  // Each test leaves the cell free for the next pod.
+  afterEach(() => freeCell(agent.client));
 
   it('runs init containers in order, then app containers that talk over localhost, with env and volume files', async () => {
     const work = [{ name: 'work', mountPath: '/work' }];
@@ -210,7 +191,7 @@ describe('cell agent: running pods with runc', function () {
         pod: pod as never,
         volumes: { token: { files: { token: b64('eyJhbGciOi.token') } } },
       });
-      const s = await waitForStatus(agent.client, terminal);
+      const s = await waitForStatus(agent.client, isTerminal);
       assert.equal(s.phase, 'Succeeded', JSON.stringify(s.containerStatuses));
       const out = await text(await agent.client.logs('locked'));
       assert.equal(
@@ -245,7 +226,7 @@ describe('cell agent: running pods with runc', function () {
       ],
     });
     await agent.client.putPod({ pod: pod as never });
-    const s = await waitForStatus(agent.client, terminal, 30_000);
+    const s = await waitForStatus(agent.client, isTerminal, 30_000);
     assert.equal(s.phase, 'Failed');
     const by = Object.fromEntries(s.containerStatuses.map((c) => [c.name, c.state.terminated]));
     assert.equal(by.ok?.exitCode, 0);
@@ -330,7 +311,7 @@ describe('cell agent: running pods with runc', function () {
     await agent.client.putPod({ pod: pod as never });
     await waitForStatus(agent.client, (x) => !!x.containerStatuses[0]!.state.running);
     const followed = text(await agent.client.logs('talker', { follow: true }));
-    const s = await waitForStatus(agent.client, terminal);
+    const s = await waitForStatus(agent.client, isTerminal);
     assert.equal(s.phase, 'Succeeded');
     assert.equal(await followed, 'line-1\nline-2\nline-3\nline-4\nline-5\noops\n');
     assert.equal(await text(await agent.client.logs('talker', { tailLines: 2 })), 'line-5\noops\n');

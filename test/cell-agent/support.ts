@@ -7,7 +7,9 @@ import { stringify } from 'yaml';
 import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
 import { CellAgentClient } from '../../lib/cell-agent-client.ts';
 import { createCA, issueCertificate, type KeyPair } from '../../lib/tls.ts';
+import { buildImage, pushImage, type ImageSpec } from '../support/images.ts';
 import { startProcess, type StartedProcess } from '../support/process.ts';
+import { startRegistry, type StartedRegistry } from '../support/registry.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 let seq = 0;
@@ -217,4 +219,49 @@ export function makePod(
   spec: Record<string, unknown>,
 ): { metadata: { name: string; namespace: string; uid: string }; spec: Record<string, unknown> } {
   return { metadata: { name, namespace: 'default', uid: crypto.randomUUID() }, spec };
+}
+
+/** Whether the pod on the cell has finished. */
+export const isTerminal = (s: PodStatusReply): boolean => s.phase === 'Succeeded' || s.phase === 'Failed';
+
+/** Deletes the agent's pod unless it has finished, and waits until it has: the cell is free again. */
+export async function freeCell(client: CellAgentClient): Promise<void> {
+  const s = await client.getStatus().catch(() => undefined);
+  if (s && !isTerminal(s)) {
+    await client.deletePod(0);
+    await waitForStatus(client, isTerminal);
+  }
+}
+
+/** A cell network that pulls a busybox image from a real registry through a host forwarder. */
+export interface TestImageCell {
+  cell: TestCellNetwork;
+  /** The registry as the cell reaches it (host:port), for the agent's `insecureRegistries`. */
+  registryHost: string;
+  /** `<registryHost>/kip-test/busybox:1` */
+  image: string;
+  /** Closes the forwarder, stops the registry and removes the network. */
+  stop(): Promise<void>;
+}
+
+/** Starts a cell network and a registry holding kip-test/busybox:1 (`sh`, plus `spec`'s extras). */
+export async function startImageCell(spec: Partial<ImageSpec> = {}): Promise<TestImageCell> {
+  const cell = createCellNetwork();
+  let registry: StartedRegistry | undefined;
+  let fwd: { host: string; close(): void } | undefined;
+  const stop = async () => {
+    fwd?.close();
+    await registry?.stop();
+    cell.remove();
+  };
+  try {
+    registry = await startRegistry();
+    fwd = await forwardTcp(cell.hostIP, registry.host);
+    const layout = await buildImage({ name: 'kip-test/busybox', tag: '1', cmd: ['sh'], ...spec });
+    await pushImage(layout, '1', registry.host);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { cell, registryHost: fwd.host, image: `${fwd.host}/kip-test/busybox:1`, stop };
 }
