@@ -2,7 +2,7 @@ import express, { type Router } from 'express';
 import type { LogOptions } from '../lib/cell-agent-api.ts';
 import { currentPod, queryBool, queryNumber } from './api-pod.ts';
 import type { Cell } from './cell.ts';
-import { HttpError } from './http-errors.ts';
+import { HttpError } from '../lib/cell-agent-api.ts';
 import { streamLog } from './logs.ts';
 
 /** GET /v1/pod/containers/<name>/logs with the kubelet's containerLogs parameters. */

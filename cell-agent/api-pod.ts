@@ -1,7 +1,7 @@
 import express, { type Request, type Router } from 'express';
 import type { PutPodReply } from '../lib/cell-agent-api.ts';
 import { PodConflictError, type Cell } from './cell.ts';
-import { HttpError } from './http-errors.ts';
+import { HttpError } from '../lib/cell-agent-api.ts';
 import type { PodRunner } from './pod-runner.ts';
 import { PodValidationError, validatePutPod } from './pod-validation.ts';
 

@@ -1,34 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import type { ApiStatus } from '../lib/cell-agent-api.ts';
-
-/** An error the API answers with a Kubernetes Status of the given code. */
-export class HttpError extends Error {
-  constructor(
-    readonly code: number,
-    readonly reason: ApiStatus['reason'],
-    message: string,
-    readonly field?: string,
-  ) {
-    super(message);
-  }
-}
-
-export function statusBody(
-  code: number,
-  reason: ApiStatus['reason'],
-  message: string,
-  field?: string,
-): ApiStatus {
-  return {
-    kind: 'Status',
-    apiVersion: 'v1',
-    status: 'Failure',
-    reason,
-    code,
-    message,
-    ...(field ? { details: { causes: [{ field, message }] } } : {}),
-  };
-}
+import { HttpError, statusBody } from '../lib/cell-agent-api.ts';
 
 /** Express error handler: HttpError and body-parser errors become 4xx Status replies, anything else 500. */
 export function errorHandler(log: { error(o: object, m: string): void }) {

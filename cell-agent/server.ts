@@ -11,7 +11,8 @@ import { podRoutes } from './api-pod.ts';
 import { statsRoutes } from './api-stats.ts';
 import type { Cell } from './cell.ts';
 import type { TlsMaterial } from './config.ts';
-import { errorHandler, statusBody } from './http-errors.ts';
+import { statusBody } from '../lib/cell-agent-api.ts';
+import { errorHandler } from './http-errors.ts';
 import type { Runc } from './runc.ts';
 import type { StatsCollector } from './stats.ts';
 

@@ -149,6 +149,36 @@ export interface ApiStatus {
   details?: { causes?: { field: string; message: string }[] };
 }
 
+/** An error the API answers with a Kubernetes Status of the given code. */
+export class HttpError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: ApiStatus['reason'],
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The Kubernetes Status body of an error reply (the agent's and the cell simulator's). */
+export function statusBody(
+  code: number,
+  reason: ApiStatus['reason'],
+  message: string,
+  field?: string,
+): ApiStatus {
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    status: 'Failure',
+    reason,
+    code,
+    message,
+    ...(field ? { details: { causes: [{ field, message }] } } : {}),
+  };
+}
+
 /** Query of `GET /v1/pod/containers/<name>/logs`, as the kubelet takes it. */
 export interface LogOptions {
   follow?: boolean;

@@ -13,8 +13,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { parse } from 'yaml';
-import type { ApiStatus, PutPodRequest } from '../../lib/cell-agent-api.ts';
-import { CELL_AGENT_API_VERSION } from '../../lib/cell-agent-api.ts';
+import type { PutPodRequest } from '../../lib/cell-agent-api.ts';
+import { CELL_AGENT_API_VERSION, HttpError, statusBody } from '../../lib/cell-agent-api.ts';
 import type { Logger } from '../../lib/log.ts';
 import { createMetricsRegistry } from '../../lib/metrics.ts';
 import { SimulatedPod } from './cell-state.ts';
@@ -50,17 +50,6 @@ export interface CellSimulator {
   /** Cells seen so far. */
   cellCount(): number;
   close(): Promise<void>;
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly code: number,
-    readonly reason: ApiStatus['reason'],
-    message: string,
-    readonly field?: string,
-  ) {
-    super(message);
-  }
 }
 
 interface CellConfig {
@@ -138,16 +127,7 @@ export async function startCellSimulator(opts: CellSimulatorOptions): Promise<Ce
   }
 
   function fail(res: ServerResponse, route: string, e: HttpError): void {
-    const status: ApiStatus = {
-      kind: 'Status',
-      apiVersion: 'v1',
-      status: 'Failure',
-      reason: e.reason,
-      code: e.code,
-      message: e.message,
-      ...(e.field ? { details: { causes: [{ field: e.field, message: e.message }] } } : {}),
-    };
-    send(res, route, e.code, status);
+    send(res, route, e.code, statusBody(e.code, e.reason, e.message, e.field));
   }
 
   async function body(req: IncomingMessage): Promise<unknown> {
