@@ -4,7 +4,7 @@
 // process answering at its networkIP.
 import { readFileSync } from 'node:fs';
 import { InstancesClient, ZoneOperationsClient, type protos } from '@google-cloud/compute';
-import { startGceEmulator, type GceEmulator } from '../test/support/gce.ts';
+import { cellInstance, startGceEmulator, waitZoneOperation, type GceEmulator } from '../test/support/gce.ts';
 
 type Operation = protos.google.cloud.compute.v1.IOperation;
 const CELLS = Number(process.env.CELLS ?? 400);
@@ -25,28 +25,14 @@ function clients(emu: GceEmulator) {
   const instances = new InstancesClient(emu.clientOptions);
   const ops = new ZoneOperationsClient(emu.clientOptions);
   const wait = async (op: Operation) => {
-    let cur = op;
-    while (cur.status !== 'DONE')
-      [cur] = await ops.wait({ project: emu.project, zone: ZONE, operation: cur.name! });
-    if (cur.error) throw new Error(JSON.stringify(cur.error));
+    const done = await waitZoneOperation(ops, emu.project, ZONE, op);
+    if (done.error) throw new Error(JSON.stringify(done.error));
   };
   const insert = async (name: string) => {
     const [lro] = await instances.insert({
       project: emu.project,
       zone: ZONE,
-      instanceResource: {
-        name,
-        machineType: `zones/${ZONE}/machineTypes/e2-small`,
-        labels: { 'kip-cluster': 'bench' },
-        disks: [
-          {
-            boot: true,
-            autoDelete: true,
-            initializeParams: { sourceImage: 'projects/kip-cells/global/images/family/kip-cell' },
-          },
-        ],
-        networkInterfaces: [{}],
-      },
+      instanceResource: cellInstance(ZONE, name, { labels: { 'kip-cluster': 'bench' } }),
     });
     await wait(lro.latestResponse as Operation);
   };

@@ -6,7 +6,7 @@ import { CellAgentClient } from '../../lib/cell-agent-client.ts';
 import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
 import { createLogger } from '../../lib/log.ts';
 import { createCA, issueCertificate, type KeyPair } from '../../lib/tls.ts';
-import { startGceEmulator, type GceEmulator } from '../../test/support/gce.ts';
+import { cellInstance, startGceEmulator, type GceEmulator } from '../../test/support/gce.ts';
 import { CELL_CONFIG_METADATA_KEY, startCellSimulator, type CellSimulator } from './simulator.ts';
 
 const ZONE = 'us-central1-a';
@@ -31,22 +31,9 @@ describe('cell simulator: the agent API over mutual TLS for none-hypervisor cell
     await instances.insert({
       project: emu.project,
       zone: ZONE,
-      instanceResource: {
-        name,
-        machineType: `zones/${ZONE}/machineTypes/e2-small`,
-        disks: [
-          {
-            boot: true,
-            autoDelete: true,
-            initializeParams: {
-              sourceImage: 'projects/kip-cells/global/images/family/kip-cell',
-              diskSizeGb: '10',
-            },
-          },
-        ],
-        networkInterfaces: [{ network: 'global/networks/default' }],
+      instanceResource: cellInstance(ZONE, name, {
         metadata: { items: [{ key: CELL_CONFIG_METADATA_KEY, value: config }] },
-      },
+      }),
     });
     for (;;) {
       const [i] = await instances.get({ project: emu.project, zone: ZONE, instance: name });

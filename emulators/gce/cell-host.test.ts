@@ -6,7 +6,12 @@ import { join } from 'node:path';
 import { InstancesClient, ZoneOperationsClient, type protos } from '@google-cloud/compute';
 import { stringify } from 'yaml';
 import { createCA, issueCertificate } from '../../lib/tls.ts';
-import { startGceEmulator, type GceEmulator } from '../../test/support/gce.ts';
+import {
+  cellInstance,
+  startGceEmulator,
+  waitZoneOperation,
+  type GceEmulator,
+} from '../../test/support/gce.ts';
 
 type Operation = protos.google.cloud.compute.v1.IOperation;
 const ZONE = 'us-central1-a';
@@ -43,23 +48,9 @@ async function bootVm(emu: GceEmulator, name: string, items: { key: string; valu
   const [lro] = await instances.insert({
     project: emu.project,
     zone: ZONE,
-    instanceResource: {
-      name,
-      machineType: `zones/${ZONE}/machineTypes/e2-small`,
-      disks: [
-        {
-          boot: true,
-          autoDelete: true,
-          initializeParams: { sourceImage: 'projects/kip-cells/global/images/family/kip-cell' },
-        },
-      ],
-      networkInterfaces: [{}],
-      metadata: { items },
-    },
+    instanceResource: cellInstance(ZONE, name, { metadata: { items } }),
   });
-  let op = lro.latestResponse as Operation;
-  while (op.status !== 'DONE')
-    [op] = await ops.wait({ project: emu.project, zone: ZONE, operation: op.name! });
+  const op = await waitZoneOperation(ops, emu.project, ZONE, lro.latestResponse as Operation);
   assert.equal(op.error, undefined);
   const vm = await until('instance RUNNING', 10000, async () => {
     const [i] = await instances.get({ project: emu.project, zone: ZONE, instance: name });
@@ -116,9 +107,7 @@ describe('netns hypervisor: instances boot as network namespaces', function () {
     assert.equal(body, 'from the cell disk');
 
     const [lro] = await instances.delete({ project: emu.project, zone: ZONE, instance: 'cell-web' });
-    let op = lro.latestResponse as Operation;
-    while (op.status !== 'DONE')
-      [op] = await ops.wait({ project: emu.project, zone: ZONE, operation: op.name! });
+    await waitZoneOperation(ops, emu.project, ZONE, lro.latestResponse as Operation);
     assert.ok(!alive(pid), 'the cell process is stopped');
     assert.ok(!ip('netns', 'list').includes(netns), 'the namespace is removed');
   });

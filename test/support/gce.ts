@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { protos, ZoneOperationsClient } from '@google-cloud/compute';
 import { PassThroughClient } from 'google-auth-library';
 import { stringify } from 'yaml';
 import { startNpmScript, type StartedProcess } from './process.ts';
@@ -160,4 +161,36 @@ export async function startGceEmulator(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+type Instance = protos.google.cloud.compute.v1.IInstance;
+type Operation = protos.google.cloud.compute.v1.IOperation;
+
+/** A cell VM as the provider inserts it: e2-small from the kip-cell image family; `extra` adds fields. */
+export function cellInstance(zone: string, name: string, extra: Instance = {}): Instance {
+  return {
+    name,
+    machineType: `zones/${zone}/machineTypes/e2-small`,
+    disks: [
+      {
+        boot: true,
+        autoDelete: true,
+        initializeParams: { sourceImage: 'projects/kip-cells/global/images/family/kip-cell' },
+      },
+    ],
+    networkInterfaces: [{}],
+    ...extra,
+  };
+}
+
+/** Waits on a zonal operation until it is DONE; returns it (its `error` set if it failed). */
+export async function waitZoneOperation(
+  ops: ZoneOperationsClient,
+  project: string,
+  zone: string,
+  op: Operation,
+): Promise<Operation> {
+  let cur = op;
+  while (cur.status !== 'DONE') [cur] = await ops.wait({ project, zone, operation: cur.name! });
+  return cur;
 }
