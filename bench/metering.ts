@@ -11,7 +11,8 @@ import { UsageMeter } from '../provider/metering/usage-meter.ts';
 import type { CellStartedUsage } from '../provider/pods/types.ts';
 import { StateStore } from '../provider/state/store.ts';
 import { startEtcd } from '../provider/testing/etcd.ts';
-import { EmulatorHandle, ReporterHandle, ReporterHome, SERVICE } from '../usage-reporter/test-harness.ts';
+import { EmulatorHandle, ReporterHandle, ReporterHome } from '../usage-reporter/test-harness.ts';
+import { providerReporterConfig } from '../test/metering/reporter-config.ts';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -44,26 +45,7 @@ const home = new ReporterHome();
 let reporter: ReporterHandle | undefined;
 let store: StateStore | undefined;
 try {
-  home.writeConfig({
-    identities: [{ name: 'gcp', gcp: { encodedServiceAccountKey: '$AGENT_ENCODED_KEY' } }],
-    metrics: ['cell_seconds', 'vcpu_seconds', 'memory_gib_seconds', 'gpu_seconds'].map((name) => ({
-      name,
-      type: 'int',
-      endpoints: [{ name: 'servicecontrol' }],
-      passthrough: {},
-    })),
-    endpoints: [
-      {
-        name: 'servicecontrol',
-        servicecontrol: {
-          identity: 'gcp',
-          serviceName: SERVICE,
-          consumerId: '$AGENT_CONSUMER_ID',
-          rootUrl: emu.rootUrl,
-        },
-      },
-    ],
-  });
+  home.writeConfig(providerReporterConfig(emu.rootUrl));
   reporter = await ReporterHandle.start(home);
   store = await StateStore.open({ endpoints: [etcd.endpoint], prefix: '/kip-bench/', log });
   const meter = new UsageMeter({ ns: store.ns, reporterUrl: reporter.url, intervalSeconds: 3600, log });

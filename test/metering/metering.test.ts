@@ -18,32 +18,9 @@ import {
   SERVICE,
   waitFor,
 } from '../../usage-reporter/test-harness.ts';
+import { providerReporterConfig } from './reporter-config.ts';
 
 const log = createLogger('metering-test', process.env.TEST_LOG_LEVEL ?? 'silent');
-const METRICS = ['cell_seconds', 'vcpu_seconds', 'memory_gib_seconds', 'gpu_seconds'];
-
-/**
- * The chart's reporter config: passthrough int metrics to Service Control, or with `bufferSeconds`
- * aggregated ones (a chart value), for which the reporter takes no report ids.
- */
-function reporterConfig(rootUrl: string, bufferSeconds = 0): object {
-  return {
-    identities: [{ name: 'gcp', gcp: { encodedServiceAccountKey: '$AGENT_ENCODED_KEY' } }],
-    metrics: METRICS.map((name) => ({
-      name,
-      type: 'int',
-      endpoints: [{ name: 'servicecontrol' }],
-      ...(bufferSeconds ? { aggregation: { bufferSeconds } } : { passthrough: {} }),
-    })),
-    endpoints: [
-      {
-        name: 'servicecontrol',
-        servicecontrol: { identity: 'gcp', serviceName: SERVICE, consumerId: '$AGENT_CONSUMER_ID', rootUrl },
-      },
-    ],
-  };
-}
-
 type Shape = Pick<CellStartedUsage, 'machineType' | 'spot' | 'vcpus' | 'memoryMiB' | 'gpus'>;
 const E2: Shape = { machineType: 'e2-standard-2', spot: false, vcpus: 2, memoryMiB: 8192, gpus: 0 };
 const N2_SPOT: Shape = { machineType: 'n2-standard-4', spot: true, vcpus: 4, memoryMiB: 16384, gpus: 0 };
@@ -178,7 +155,7 @@ describe('provider metering → usage reporter → Service Control', function ()
     etcd = await startEtcd();
     emu = await EmulatorHandle.start();
     home = new ReporterHome();
-    home.writeConfig(reporterConfig(emu.rootUrl));
+    home.writeConfig(providerReporterConfig(emu.rootUrl));
     reporter = await ReporterHandle.start(home);
   });
 
@@ -356,7 +333,7 @@ describe('provider metering → usage reporter → Service Control', function ()
 
   it('with metrics the reporter aggregates (no ids), an interrupted report is set aside, never billed twice', async () => {
     const aggHome = new ReporterHome();
-    aggHome.writeConfig(reporterConfig(emu.rootUrl, 0.3));
+    aggHome.writeConfig(providerReporterConfig(emu.rootUrl, 0.3));
     const aggReporter = await ReporterHandle.start(aggHome);
     try {
       const crashing = new CrashingReporter(aggReporter.url);

@@ -10,16 +10,9 @@ import { stringify } from 'yaml';
 import { REPO_ROOT } from '../../scripts/lab/lab.ts';
 import { labProviderConfig, startLabProvider } from '../../scripts/lab/provider.ts';
 import { writeLabState } from '../../scripts/lab/state.ts';
-import {
-  EmulatorHandle,
-  ReporterHandle,
-  ReporterHome,
-  SERVICE,
-  waitFor,
-} from '../../usage-reporter/test-harness.ts';
+import { EmulatorHandle, ReporterHandle, ReporterHome, waitFor } from '../../usage-reporter/test-harness.ts';
 import { startLab, type TestLab } from '../support/lab.ts';
-
-const METRICS = ['cell_seconds', 'vcpu_seconds', 'memory_gib_seconds', 'gpu_seconds'];
+import { providerReporterConfig } from './reporter-config.ts';
 
 describe('metering through the provider (e2e)', function () {
   this.timeout(150_000);
@@ -31,26 +24,7 @@ describe('metering through the provider (e2e)', function () {
   before(async () => {
     emu = await EmulatorHandle.start();
     home = new ReporterHome();
-    home.writeConfig({
-      identities: [{ name: 'gcp', gcp: { encodedServiceAccountKey: '$AGENT_ENCODED_KEY' } }],
-      metrics: METRICS.map((name) => ({
-        name,
-        type: 'int',
-        endpoints: [{ name: 'servicecontrol' }],
-        passthrough: {},
-      })),
-      endpoints: [
-        {
-          name: 'servicecontrol',
-          servicecontrol: {
-            identity: 'gcp',
-            serviceName: SERVICE,
-            consumerId: '$AGENT_CONSUMER_ID',
-            rootUrl: emu.rootUrl,
-          },
-        },
-      ],
-    });
+    home.writeConfig(providerReporterConfig(emu.rootUrl));
     reporter = await ReporterHandle.start(home);
     lab = await startLab({ provider: false });
     // The lab's provider config, plus metering to this test's reporter every second. The meter
