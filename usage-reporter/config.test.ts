@@ -165,7 +165,7 @@ describe('usage reporter config (ubbagent format)', () => {
           env: { ...process.env, ...env, AGENT_STATE_DIR: '', AGENT_CONFIG_FILE: '', AGENT_LOCAL_PORT: '' },
           encoding: 'utf8',
         });
-      const bad = run(['--config', home.config, '--state-dir', home.stateDir, '--local-port', '0']);
+      const bad = run(home.flags());
       assert.equal(bad.status, 2);
       const lines = bad.stderr.split('\n').filter((l) => l && !l.startsWith('npm warn'));
       assert.equal(lines.length, 1, bad.stderr);

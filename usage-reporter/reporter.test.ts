@@ -295,22 +295,10 @@ describe('usage reporter → Service Control emulator', function () {
     home.writeConfig(baseConfig(emu.rootUrl));
     mkdirSync(join(home.stateDir, 'epqueue'), { recursive: true });
     writeFileSync(join(home.stateDir, 'epqueue/servicecontrol.json'), '{"items": [');
-    const run = spawnSync(
-      'npm',
-      [
-        'run',
-        '-s',
-        'usage-reporter',
-        '--',
-        '--config',
-        home.config,
-        '--state-dir',
-        home.stateDir,
-        '--local-port',
-        '0',
-      ],
-      { env: { ...process.env, AGENT_ENCODED_KEY: 'x', AGENT_CONSUMER_ID: CONSUMER }, encoding: 'utf8' },
-    );
+    const run = spawnSync('npm', ['run', '-s', 'usage-reporter', '--', ...home.flags()], {
+      env: { ...process.env, AGENT_ENCODED_KEY: 'x', AGENT_CONSUMER_ID: CONSUMER },
+      encoding: 'utf8',
+    });
     assert.equal(run.status, 1);
     assert.match(run.stderr, /state file .*epqueue\/servicecontrol\.json cannot be read/);
     assert.equal(readFileSync(join(home.stateDir, 'epqueue/servicecontrol.json'), 'utf8'), '{"items": [');

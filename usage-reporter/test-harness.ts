@@ -98,6 +98,11 @@ export class ReporterHome {
   readonly stateDir = join(this.dir, 'state');
   readonly reportDir = join(this.dir, 'reports');
 
+  /** The reporter's flags for this home: its config, its state dir, the local API on a free port. */
+  flags(): string[] {
+    return ['--config', this.config, '--state-dir', this.stateDir, '--local-port', '0'];
+  }
+
   writeConfig(cfg: unknown): void {
     writeFileSync(this.config, typeof cfg === 'string' ? cfg : stringify(cfg));
   }
@@ -156,12 +161,7 @@ export class ReporterHandle {
     const proc = await startNpmScript(
       'usage-reporter',
       [
-        '--config',
-        home.config,
-        '--state-dir',
-        home.stateDir,
-        '--local-port',
-        '0',
+        ...home.flags(),
         '--min-retry-delay',
         '50ms',
         '--max-retry-delay',
