@@ -433,6 +433,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
           await this.o.events.record(t.pod, 'Warning', 'FailedToRetrieveImagePullSecret', w);
         await abortable(t.client.putPod(resolved.request), signal);
         t.dispatched = true;
+        if (resolved.tokenExpiry) this.warnTokenExpiry(t, resolved.tokenExpiry);
         await this.mutate(t, { state: 'dispatched' });
         await this.o.events.record(
           t.pod,
@@ -524,6 +525,25 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
       }
       if (mark) seen.set(c.name, mark);
     }
+  }
+
+  /**
+   * The agent cannot have a volume's files replaced yet, so tokens are not rotated: say so with a
+   * Warning event when 80% of the earliest token's lifetime has passed and the pod still runs.
+   */
+  private warnTokenExpiry(t: Tracked, expiry: Date): void {
+    const due = Math.max(0, (expiry.getTime() - Date.now()) * 0.8);
+    // Timers beyond setTimeout's range (about 24.8 days) are not needed: such tokens outlive most pods.
+    if (due > 2 ** 31 - 1) return;
+    setTimeout(() => {
+      if (this.byUid.get(t.uid) !== t || !t.dispatched) return;
+      void this.o.events.record(
+        t.pod,
+        'Warning',
+        'TokenNotRotated',
+        `service account token expires at ${expiry.toISOString()}; Kip cannot refresh token volumes on a running cell yet, restart the pod before then`,
+      );
+    }, due).unref();
   }
 
   /** Whether the latest listing shows the VM gone or stopped. */

@@ -107,12 +107,13 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     eventually(
       async () => {
         const p = await getPod(name);
-        return p?.status?.phase === 'Running' && p.status.containerStatuses?.[0]?.state?.running
+        const ready = p?.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+        return p?.status?.phase === 'Running' && p.status.containerStatuses?.[0]?.state?.running && ready
           ? p
           : undefined;
       },
       timeoutMs,
-      `pod ${name} Running`,
+      `pod ${name} Running and Ready`,
     );
 
   before(async () => {
