@@ -5,28 +5,21 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import * as tar from 'tar-stream';
+import type * as tar from 'tar-stream';
+import { packTar } from '../../test/support/images.ts';
 import { applyLayer, LayerFormatError } from './layer-unpack.ts';
 
 type Entry = tar.Header extends infer H ? Partial<H> & { name: string; body?: string } : never;
 
-async function tarOf(entries: Entry[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-    pack.on('end', () => resolve());
-    pack.on('error', reject);
+function tarOf(entries: Entry[]): Promise<Buffer> {
+  return packTar((pack) => {
+    for (const { body, ...h } of entries) {
+      pack.entry(
+        { mode: h.type === 'directory' ? 0o755 : 0o644, mtime: new Date(1_700_000_000_000), ...h },
+        body ?? '',
+      );
+    }
   });
-  for (const { body, ...h } of entries) {
-    pack.entry(
-      { mode: h.type === 'directory' ? 0o755 : 0o644, mtime: new Date(1_700_000_000_000), ...h },
-      body ?? '',
-    );
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
 }
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;

@@ -125,8 +125,8 @@ async function baseFiles(rootfs: string, spec: ImageSpec): Promise<void> {
   }
 }
 
-/** An uncompressed layer replacing directory `dir` by `files`: parents, the opaque marker, then the files. */
-async function opaqueLayerTar(dir: string, files: FileMap): Promise<Buffer> {
+/** An uncompressed tar archive of the entries `fill` adds (tar-stream's pack, collected). */
+export async function packTar(fill: (pack: tar.Pack) => void): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
@@ -134,29 +134,36 @@ async function opaqueLayerTar(dir: string, files: FileMap): Promise<Buffer> {
     pack.on('end', () => resolve());
     pack.on('error', reject);
   });
-  const mtime = new Date();
-  const rel = dir.replace(/^\/+|\/+$/g, '');
-  const dirs = new Set<string>();
-  const addDirs = (p: string) => {
-    const parts = p.split('/');
-    for (let i = 1; i <= parts.length; i++) {
-      const d = parts.slice(0, i).join('/');
-      if (d && !dirs.has(d)) {
-        dirs.add(d);
-        pack.entry({ name: `${d}/`, type: 'directory', mode: 0o755, mtime });
-      }
-    }
-  };
-  addDirs(rel);
-  pack.entry({ name: `${rel}/.wh..wh..opq`, type: 'file', mode: 0o600, mtime }, '');
-  for (const [name, content] of Object.entries(files)) {
-    const full = `${rel}/${name.replace(/^\/+/, '')}`;
-    addDirs(path.posix.dirname(full));
-    pack.entry({ name: full, type: 'file', mode: 0o644, mtime }, Buffer.from(content));
-  }
+  fill(pack);
   pack.finalize();
   await done;
   return Buffer.concat(chunks);
+}
+
+/** An uncompressed layer replacing directory `dir` by `files`: parents, the opaque marker, then the files. */
+function opaqueLayerTar(dir: string, files: FileMap): Promise<Buffer> {
+  return packTar((pack) => {
+    const mtime = new Date();
+    const rel = dir.replace(/^\/+|\/+$/g, '');
+    const dirs = new Set<string>();
+    const addDirs = (p: string) => {
+      const parts = p.split('/');
+      for (let i = 1; i <= parts.length; i++) {
+        const d = parts.slice(0, i).join('/');
+        if (d && !dirs.has(d)) {
+          dirs.add(d);
+          pack.entry({ name: `${d}/`, type: 'directory', mode: 0o755, mtime });
+        }
+      }
+    };
+    addDirs(rel);
+    pack.entry({ name: `${rel}/.wh..wh..opq`, type: 'file', mode: 0o600, mtime }, '');
+    for (const [name, content] of Object.entries(files)) {
+      const full = `${rel}/${name.replace(/^\/+/, '')}`;
+      addDirs(path.posix.dirname(full));
+      pack.entry({ name: full, type: 'file', mode: 0o644, mtime }, Buffer.from(content));
+    }
+  });
 }
 
 /** Builds `spec` into `layout` under `tag`. */
