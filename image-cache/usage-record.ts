@@ -17,7 +17,6 @@ interface UsageDoc {
  */
 export class UsageRecord {
   private images = new Map<string, number>();
-  private loaded = false;
 
   constructor(private readonly root: string) {}
 
@@ -25,19 +24,20 @@ export class UsageRecord {
     return path.join(this.root, USAGE_FILE);
   }
 
-  /** Reads the record from the share; a missing or unreadable file counts as empty. */
+  /**
+   * Reads the record from the share, merged with what this process recorded (the later use
+   * wins); a missing or unreadable file counts as empty.
+   */
   async load(): Promise<void> {
-    this.images.clear();
     try {
       const doc = JSON.parse(await fs.readFile(this.file, 'utf8')) as Partial<UsageDoc>;
       for (const [ref, at] of Object.entries(doc.images ?? {})) {
         const t = Date.parse(at);
-        if (Number.isFinite(t)) this.images.set(ref, t);
+        if (Number.isFinite(t)) this.touch(ref, t);
       }
     } catch {
       // First start, or a damaged file: images get their age from now on.
     }
-    this.loaded = true;
   }
 
   /** Last use of `ref` in ms since the epoch, or undefined when never recorded. */
@@ -46,8 +46,8 @@ export class UsageRecord {
   }
 
   touch(ref: string, at = Date.now()): void {
-    const prev = this.images.get(ref) ?? 0;
-    if (at > prev) this.images.set(ref, at);
+    const prev = this.images.get(ref);
+    if (prev === undefined || at > prev) this.images.set(ref, at);
   }
 
   forget(ref: string): void {
@@ -59,7 +59,6 @@ export class UsageRecord {
   }
 
   async save(): Promise<void> {
-    if (!this.loaded) await this.load();
     const images: Record<string, string> = {};
     for (const [ref, t] of [...this.images.entries()].sort(([a], [b]) => a.localeCompare(b)))
       images[ref] = new Date(t).toISOString();
