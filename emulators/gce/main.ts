@@ -5,6 +5,7 @@ import { printReadyLine } from '../../lib/ready-line.ts';
 import { onShutdown } from '../../lib/shutdown.ts';
 import { loadEmulatorConfig } from './config.ts';
 import { startEmulator } from './emulator.ts';
+import type { GceReadyLine } from './ready-line.ts';
 
 function port(value: string): number {
   const n = Number(value);
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
     stateDir: emu.ctx.stateDir,
     admin: `${url}/admin`,
     metrics: `${url}/metrics`,
-  });
+  } satisfies GceReadyLine);
 }
 
 void main();

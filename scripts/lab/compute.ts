@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import type { GceReadyLine } from '../../emulators/gce/ready-line.ts';
 import { startDaemon, type DaemonSpec } from './daemon.ts';
 import type { LabState } from './state.ts';
 
@@ -53,18 +54,7 @@ export async function startLabCompute(
     ready: 'line',
     timeoutMs: 60_000,
   });
-  const r = d.ready as {
-    pid: number;
-    host: string;
-    port: number;
-    url: string;
-    project: string;
-    region: string;
-    zones: string[];
-    network: { block: string; gateway: string; bridge: string | null };
-    admin: string;
-    metrics: string;
-  };
+  const r = d.ready as GceReadyLine;
   return {
     pid: d.pid,
     log,

@@ -1,6 +1,7 @@
 /** The lab's state file (`<dir>/lab.json`): every endpoint, pid and log file of a running lab. */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { GceReadyLine } from '../../emulators/gce/ready-line.ts';
 
 export interface LabProcess {
   pid: number;
@@ -15,20 +16,15 @@ export interface LabState {
   complete: boolean;
   kubeconfig: string;
   etcd?: LabProcess & { endpoint: string; dataDir: string };
-  compute?: LabProcess & {
-    host: string;
-    port: number;
-    url: string;
-    project: string;
-    region: string;
-    zones: string[];
-    admin: string;
-    metrics: string;
-    network: { block: string; gateway: string; bridge: string | null };
-    /** Network namespaces of this emulator's cells start with it. */
-    netnsPrefix: string;
-    stateDir: string;
-  };
+  compute?: LabProcess &
+    Pick<
+      GceReadyLine,
+      'host' | 'port' | 'url' | 'project' | 'region' | 'zones' | 'admin' | 'metrics' | 'network'
+    > & {
+      /** Network namespaces of this emulator's cells start with it. */
+      netnsPrefix: string;
+      stateDir: string;
+    };
   registry?: LabProcess & { host: string; dataDir: string; config: string };
   kube?: LabProcess & { url: string; port: number; metrics: string };
   provider?: LabProcess & {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { protos, ZoneOperationsClient } from '@google-cloud/compute';
 import { PassThroughClient } from 'google-auth-library';
+import type { GceReadyLine } from '../../emulators/gce/ready-line.ts';
 import { stringify } from 'yaml';
 import { startNpmScript, type StartedProcess } from './process.ts';
 
@@ -104,16 +105,7 @@ export async function startGceEmulator(
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
-  const r = proc.ready as {
-    pid: number;
-    host: string;
-    port: number;
-    project: string;
-    region: string;
-    zones: string[];
-    network: { block: string; gateway: string; bridge: string | null };
-    stateDir: string;
-  };
+  const r = proc.ready as GceReadyLine;
   const base = `http://${r.host}:${r.port}/admin`;
   const call = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(`${base}${path}`, {
