@@ -42,6 +42,10 @@ const emulator = await startFilestoreEmulator(opts.port, {
   log,
   registry: createMetricsRegistry('filestore_emulator'),
 });
-onShutdown(log, () => emulator.close());
+onShutdown(log, async () => {
+  await emulator.close();
+  // A directory made for this run goes with it; one given with --data-dir is the caller's.
+  if (!opts.dataDir) await fs.rm(dataDir, { recursive: true, force: true });
+});
 log.info({ url: emulator.url, dataDir }, 'serving');
 printReadyLine({ port: emulator.port, rootUrl: emulator.url, dataDir, pid: process.pid });

@@ -336,6 +336,19 @@ export async function startFilestoreEmulator(
     }),
   );
 
+  // A body that is not JSON: the same error shape as every other refusal.
+  app.use((err: Error & { status?: number }, _req: Request, res: Response, next: (e?: unknown) => void) => {
+    if (res.headersSent) return next(err);
+    const code = err.status && err.status < 500 ? err.status : 500;
+    res.status(code).json({
+      error: {
+        code,
+        message: `request body: ${err.message}`,
+        status: code === 400 ? 'INVALID_ARGUMENT' : 'INTERNAL',
+      },
+    });
+  });
+
   const server: Server = app.listen(port, '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
