@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { protos } from '@google-cloud/filestore';
 import { startKubeEmulator, type KubeEmulatorHandle } from '../test/support/kube.ts';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { readIndex, REF_NAME_ANNOTATION } from '../lib/oci/oci-layout.ts';
+import { buildImage, pushImage } from '../test/support/images.ts';
 import { startNpmScript, type StartedProcess } from '../test/support/process.ts';
+import { startRegistry } from '../test/support/registry.ts';
 import { filestoreClient, LAB_SHARE_DIR_LABEL, resolveFilestoreShare } from './filestore-share.ts';
 
 const v1 = protos.google.cloud.filestore.v1;
@@ -113,6 +117,11 @@ describe('Filestore emulator and the controller in Filestore mode', function () 
       await op.promise();
       const [inst] = await client.getInstance({ name: instance });
       const shareDir = inst.labels![LAB_SHARE_DIR_LABEL]!;
+      const core = kube.kubeConfig.makeApiClient(CoreV1Api);
+      await core.createNamespace({ body: { metadata: { name: 'kip-system' } } });
+      const registry = await startRegistry();
+      after(() => registry.stop());
+      const ref = await pushImage(await buildImage({ name: 'kip/fs-mode', tag: '1' }), '1', registry.host);
       const ctl = await startNpmScript('image-cache', [
         '--namespace=kip-system',
         '--lease-name=image-cache',
@@ -122,9 +131,22 @@ describe('Filestore emulator and the controller in Filestore mode', function () 
         `--kubeconfig=${kube.kubeconfigPath}`,
         '--metrics-host=127.0.0.1',
         '--metrics-port=0',
+        '--lease-duration=2s',
+        `--insecure-registry=${registry.host}`,
       ]);
       try {
         assert.equal(ctl.ready.root, shareDir);
+        await core.createNamespacedPod({
+          namespace: 'default',
+          body: { metadata: { name: 'fs-mode' }, spec: { containers: [{ name: 'c', image: ref }] } },
+        });
+        const until = Date.now() + 20_000;
+        const cached = async () =>
+          (await readIndex(shareDir)).some((d) => d.annotations?.[REF_NAME_ANNOTATION] === ref);
+        while (!(await cached())) {
+          assert.ok(Date.now() < until, 'the image reached the instance share');
+          await new Promise((r) => setTimeout(r, 100));
+        }
         const metrics = await (await fetch(ctl.ready.metrics as string)).text();
         assert.match(metrics, /kip_image_cache_images /);
       } finally {
