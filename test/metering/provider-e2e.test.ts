@@ -56,7 +56,8 @@ describe('metering through the provider (e2e)', function () {
       .find((i) => (i.labels as Record<string, string> | undefined)?.['kip-pod-uid'] === uid);
   }
 
-  it("bills a pod's cell the time its VM ran, within a second", async () => {
+  /** Applies the hello example, waits until it runs, and finds its VM once it has started. */
+  async function startHello() {
     await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('hello.yaml') });
     const r = await lab.kubectl(
       ['wait', '--for=jsonpath={.status.phase}=Running', 'pod/hello', '--timeout=90s'],
@@ -75,6 +76,11 @@ describe('metering through the provider (e2e)', function () {
       'the VM',
     );
     const runningSince = Date.parse(String(vm.lastStartTimestamp));
+    return { uid, vm, runningSince };
+  }
+
+  it("bills a pod's cell the time its VM ran, within a second", async () => {
+    const { uid, vm, runningSince } = await startHello();
     const machineType = String(vm.machineType).split('/').pop()!;
     // Billed while it runs, interval by interval.
     await waitFor(
@@ -114,24 +120,7 @@ describe('metering through the provider (e2e)', function () {
     await reporter.settled();
     const res = await fetch(new URL('/admin/operations', emu.rootUrl), { method: 'DELETE' });
     assert.ok(res.ok);
-    await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('hello.yaml') });
-    const r = await lab.kubectl(
-      ['wait', '--for=jsonpath={.status.phase}=Running', 'pod/hello', '--timeout=90s'],
-      {
-        timeoutMs: 100_000,
-      },
-    );
-    assert.equal(r.code, 0, `${r.stderr}\n${lab.logTail('provider')}`);
-    const uid = (await lab.kubectlOk(['get', 'pod', 'hello', '-o', 'jsonpath={.metadata.uid}'])).trim();
-    const vm = await waitFor(
-      async () => {
-        const v = await instanceOf(uid);
-        return v?.lastStartTimestamp ? v : undefined;
-      },
-      10_000,
-      'the VM',
-    );
-    const runningSince = Date.parse(String(vm.lastStartTimestamp));
+    const { uid, runningSince } = await startHello();
     await waitFor(
       async () => ((await emu.total('cell_seconds')) >= 1n ? true : undefined),
       20_000,
