@@ -9,7 +9,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { readIndex, REF_NAME_ANNOTATION } from '../lib/oci/oci-layout.ts';
 import { buildImage, pushImage } from '../test/support/images.ts';
 import { startNpmScript, type StartedProcess } from '../test/support/process.ts';
-import { startRegistry } from '../test/support/registry.ts';
+import { startRegistry, type StartedRegistry } from '../test/support/registry.ts';
 import { filestoreClient, LAB_SHARE_DIR_LABEL, resolveFilestoreShare } from './filestore-share.ts';
 
 const v1 = protos.google.cloud.filestore.v1;
@@ -104,6 +104,7 @@ describe('Filestore emulator and the controller in Filestore mode', function () 
   it('the controller resolves --filestore-instance to the share and caches there', async () => {
     const client = filestoreClient(url);
     const instance = `${parent}/instances/cache-2`;
+    let registry: StartedRegistry | undefined;
     try {
       const [op] = await client.createInstance({
         parent,
@@ -119,8 +120,7 @@ describe('Filestore emulator and the controller in Filestore mode', function () 
       const shareDir = inst.labels![LAB_SHARE_DIR_LABEL]!;
       const core = kube.kubeConfig.makeApiClient(CoreV1Api);
       await core.createNamespace({ body: { metadata: { name: 'kip-system' } } });
-      const registry = await startRegistry();
-      after(() => registry.stop());
+      registry = await startRegistry();
       const ref = await pushImage(await buildImage({ name: 'kip/fs-mode', tag: '1' }), '1', registry.host);
       const ctl = await startNpmScript('image-cache', [
         '--namespace=kip-system',
@@ -168,6 +168,7 @@ describe('Filestore emulator and the controller in Filestore mode', function () 
       assert.match(missing, /image-cache: --filestore-instance .*nope does not exist/);
     } finally {
       await client.close();
+      await registry?.stop();
     }
   });
 });
