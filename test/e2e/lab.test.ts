@@ -68,24 +68,12 @@ describe('local lab (e2e)', function () {
 
   it("renews the node's Lease", async function () {
     this.timeout(40_000);
-    const renewTime = async () =>
-      (
-        await lab.kubectlOk([
-          '-n',
-          'kube-node-lease',
-          'get',
-          'lease',
-          'kip',
-          '-o',
-          'jsonpath={.spec.renewTime}',
-        ])
-      ).trim();
-    const first = await renewTime();
+    const first = await lab.leaseRenewTime();
     assert.ok(first, 'the lease has a renewTime');
     let now = first;
     for (let i = 0; i < 30 && now === first; i++) {
       await sleep(1000);
-      now = await renewTime();
+      now = await lab.leaseRenewTime();
     }
     assert.ok(Date.parse(now) > Date.parse(first), `renewTime moved on from ${first} (now ${now})`);
   });

@@ -214,17 +214,7 @@ describe('pods on the virtual node (e2e, real kubectl)', function () {
     const renew = await until(
       'a lease renewal after the kill',
       async () => {
-        const t = (
-          await lab.kubectlOk([
-            '-n',
-            'kube-node-lease',
-            'get',
-            'lease',
-            'kip',
-            '-o',
-            'jsonpath={.spec.renewTime}',
-          ])
-        ).trim();
+        const t = await lab.leaseRenewTime();
         return Date.parse(t) > killedAt ? t : undefined;
       },
       30_000,

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isAlive, startedPids, stopPid } from '../../scripts/lab/daemon.ts';
 import { labDown, labUp, REPO_ROOT, type LabUpOptions } from '../../scripts/lab/lab.ts';
-import { startLabProvider } from '../../scripts/lab/provider.ts';
+import { LAB_NODE_NAME, startLabProvider } from '../../scripts/lab/provider.ts';
 import { LAB_REGISTRY_PORT } from '../../scripts/lab/registry.ts';
 import { writeLabState, type LabState } from '../../scripts/lab/state.ts';
 import { kubectlRunner, type KubectlOptions, type KubectlResult } from './kube.ts';
@@ -35,6 +35,8 @@ export interface TestLab {
   example(file: string): string;
   /** Every instance the Compute Engine emulator holds, read through its REST API. */
   instances(): Promise<LabInstance[]>;
+  /** The virtual node's Lease `spec.renewTime`, read with kubectl. */
+  leaseRenewTime(): Promise<string>;
   /** SIGKILL the provider (no shutdown of any kind). */
   killProvider(): Promise<void>;
   /** Start the provider again with the same config; resolves once it is ready. */
@@ -76,6 +78,18 @@ export async function startLab(opts: Omit<LabUpOptions, 'dir' | 'progress'> = {}
     example(file) {
       const text = readFileSync(join(REPO_ROOT, 'examples', file), 'utf8');
       return text.replaceAll(`198.18.0.1:${LAB_REGISTRY_PORT}`, state.registry!.host);
+    },
+    async leaseRenewTime() {
+      const args = [
+        '-n',
+        'kube-node-lease',
+        'get',
+        'lease',
+        LAB_NODE_NAME,
+        '-o',
+        'jsonpath={.spec.renewTime}',
+      ];
+      return (await kubectlOk(args)).trim();
     },
     async instances() {
       const res = await fetch(`${compute.url}/compute/v1/projects/${compute.project}/aggregated/instances`);
