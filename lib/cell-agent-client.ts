@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
 import WebSocket from 'ws';
 import {
@@ -62,6 +63,21 @@ export interface ExecSession {
   close(): void;
 }
 
+// The provider talks to every cell with the same CA and client certificate. Parsing those PEMs
+// (the private key above all) for each cell's connections was a large part of the provider's CPU
+// in a burst of pods, so one TLS context per set of credentials is shared by all clients.
+const secureContexts = new Map<string, SecureContext>();
+function sharedSecureContext(ca: string, cert: string, key: string): SecureContext {
+  const id = `${ca}\0${cert}\0${key}`;
+  let ctx = secureContexts.get(id);
+  if (!ctx) {
+    if (secureContexts.size >= 8) secureContexts.delete(secureContexts.keys().next().value!);
+    ctx = createSecureContext({ ca, cert, key });
+    secureContexts.set(id, ctx);
+  }
+  return ctx;
+}
+
 /**
  * Typed client of the cell agent's mutual-TLS API, used by the provider. One instance per cell;
  * `close()` releases its connections.
@@ -69,14 +85,14 @@ export interface ExecSession {
 export class CellAgentClient {
   private readonly agent: Agent;
   private readonly base: URL;
+  private readonly secureContext: SecureContext;
 
   constructor(private readonly opts: CellAgentClientOptions) {
     this.base = new URL(opts.baseUrl);
+    this.secureContext = sharedSecureContext(opts.ca, opts.cert, opts.key);
     this.agent = new Agent({
       connect: {
-        ca: opts.ca,
-        cert: opts.cert,
-        key: opts.key,
+        secureContext: this.secureContext,
         servername: opts.servername,
         timeout: opts.timeoutMs ?? 10_000,
       },
@@ -172,9 +188,7 @@ export class CellAgentClient {
     const url = new URL(`/v1/pod/containers/${encodeURIComponent(container)}/exec?${q}`, this.base);
     url.protocol = 'wss:';
     const ws = new WebSocket(url, [...EXEC_PROTOCOLS], {
-      ca: this.opts.ca,
-      cert: this.opts.cert,
-      key: this.opts.key,
+      secureContext: this.secureContext,
       ...(this.opts.servername ? { servername: this.opts.servername } : {}),
     } as WebSocket.ClientOptions);
     const stdout = new Readable({ read() {} });

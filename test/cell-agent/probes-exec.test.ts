@@ -190,7 +190,11 @@ describe('cell agent: probes, exec, stats and graceful delete', function () {
       }) as never,
     });
     await waitForStatus(agent.client, (x) => x.containerStatuses.every((c) => !!c.state.running));
-    await new Promise((r) => setTimeout(r, 2500));
+    // The rate is measured between two reads: a baseline now and the read 3 s later, so the window
+    // is long enough for the CFS quota (100 ms periods) to show, whatever read came before.
+    await new Promise((r) => setTimeout(r, 1000));
+    await agent.client.stats();
+    await new Promise((r) => setTimeout(r, 3000));
     const st = await agent.client.stats();
     assert.equal(st.podRef.name, 'stats');
     const spin = st.containers.find((c) => c.name === 'spin')!;
