@@ -34,6 +34,7 @@ import { LeaseController } from './node/lease-controller.ts';
 import { NodeController, type HealthCheck } from './node/node-controller.ts';
 import { desiredNode } from './node/node-object.ts';
 import { CellManager } from './pods/cell-manager.ts';
+import { StandbyPool, isStandbyVm } from './pods/standby-pool.ts';
 import { KubeEventRecorder } from './pods/events.ts';
 import { kubeletHandlers } from './pods/kubelet-handlers.ts';
 import { PodController } from './pods/pod-controller.ts';
@@ -41,6 +42,7 @@ import { resolveDispatch } from './pods/pod-dispatch.ts';
 import type { CellUsageMeter } from './pods/types.ts';
 import { UsageMeter } from './metering/usage-meter.ts';
 import { CELL_STATES, CellStore } from './state/cells.ts';
+import { StandbyStore } from './state/standby.ts';
 import { ensureCA, ensureClusterId } from './state/identity.ts';
 import { StateStore } from './state/store.ts';
 
@@ -99,6 +101,7 @@ async function startPodPath(o: {
   clusterId: string;
   ca: KeyPair;
   cells: CellStore;
+  standbyCells: StandbyStore;
   core: CoreV1Api;
   podInformer: Informer<V1Pod>;
   metrics: ProviderMetrics;
@@ -106,14 +109,23 @@ async function startPodPath(o: {
   /** Set when usageReporter.url is (provider/metering/). */
   meter?: CellUsageMeter;
 }) {
-  const { cfg, clusterId, ca, cells, core, metrics, log } = o;
+  const { cfg, clusterId, ca, cells, standbyCells, core, metrics, log } = o;
   const cloud = gceCloudProviderFromConfig(cfg, clusterId, {
     log,
     onCall: (method, code) => metrics.cloudApiCalls.inc({ method, code }),
   });
   const orphans = new OrphanCollector({
     provider: cloud,
-    hasCell: async (vm) => !vm.pod?.uid || (await cells.get(vm.pod.uid)) !== null,
+    hasCell: async (vm) => {
+      if (vm.pod?.uid) return (await cells.get(vm.pod.uid)) !== null;
+      if (!isStandbyVm(vm)) return true;
+      // A standby cell is owned while its record exists, or once claimed (not yet relabelled) by
+      // the pod cell record that names it.
+      return (
+        (await standbyCells.get(vm.name)) !== null ||
+        (await cells.list()).some((c) => c.record.cellName === vm.name)
+      );
+    },
     log,
   });
   const listIntervalMs = cfg.cloud.listIntervalSeconds * 1000;
@@ -132,7 +144,22 @@ async function startPodPath(o: {
       ),
     );
   const meter = o.meter;
+  // The pool and the cell manager share the bootstrap and agent client; the pool is built first.
+  const late: { manager?: CellManager } = {};
+  const standby = new StandbyPool({
+    cloud,
+    observer,
+    store: standbyCells,
+    clusterId,
+    shapes: cfg.cells.standby,
+    bootstrap: (name) => late.manager!.bootstrap(name),
+    agentClient: (name, address) => late.manager!.agentClient(name, address),
+    log,
+    registry: metrics.registry,
+    intervalMs: Math.max(1000, listIntervalMs),
+  });
   const cellManager = new CellManager({
+    ...(standby.enabled ? { standby } : {}),
     cloud,
     observer,
     cells,
@@ -160,7 +187,9 @@ async function startPodPath(o: {
     metrics: metrics.queue,
     onRunning: (seconds) => metrics.podStartDuration.observe(seconds),
   });
+  late.manager = cellManager;
   observer.start();
+  if (standby.enabled) standby.start();
   const cloudHealth: HealthCheck = {
     // A recent listing is proof enough; only a stale one costs a Compute API call.
     name: 'cloud',
@@ -168,7 +197,7 @@ async function startPodPath(o: {
       if (Date.now() - observer.snapshot().at > 3 * listIntervalMs + 10_000) await observer.refresh();
     },
   };
-  return { cloud, observer, cellManager, podController, cloudHealth };
+  return { cloud, observer, cellManager, standby, podController, cloudHealth };
 }
 
 async function main(): Promise<void> {
@@ -196,6 +225,7 @@ async function main(): Promise<void> {
   const clusterId = await ensureClusterId(state.ns, cfg.clusterId);
   const ca = await ensureCA(state.ns);
   const cells = new CellStore(state.ns);
+  const standbyCells = new StandbyStore(state.ns);
   log.info({ clusterId }, 'cluster identity ready');
 
   const stop = new AbortController();
@@ -249,7 +279,7 @@ async function main(): Promise<void> {
   // The pod path needs a Compute API: the configured endpoint (the lab's emulator) or Google's
   // with credentials. Without either it stays off, rather than crash or probe for credentials.
   const podPath = cloudReachable(cfg)
-    ? await startPodPath({ cfg, clusterId, ca, cells, core, podInformer, metrics, log, meter })
+    ? await startPodPath({ cfg, clusterId, ca, cells, standbyCells, core, podInformer, metrics, log, meter })
     : null;
   if (!podPath)
     log.warn(
@@ -302,7 +332,7 @@ async function main(): Promise<void> {
     await Promise.race([loops, new Promise((r) => setTimeout(r, 5000).unref())]);
   });
   stoppers.push(async () => {
-    await podPath?.cellManager.stop();
+    await Promise.all([podPath?.cellManager.stop(), podPath?.standby.stop()]);
     podPath?.observer.stop();
   });
 

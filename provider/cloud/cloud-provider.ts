@@ -129,6 +129,18 @@ export interface CellSpec {
   bootstrap: string;
   /** Incremented when a pod is restarted on a new cell; 0 for the first. Part of the VM name. */
   generation?: number;
+  /**
+   * A standby cell: the VM gets this name and standby labels (no pod labels); `pod` is ignored.
+   * `request.instanceType` names its machine type and `request.spot` its capacity type.
+   */
+  standby?: { name: string };
+}
+
+/** One acceptable offering for a request, best first (what `create` would try, in order). */
+export interface PlannedOffering {
+  machineType: string;
+  zone: string;
+  capacityType: CapacityType;
 }
 
 /** Where a VM is: enough to delete it. */
@@ -174,4 +186,8 @@ export interface CloudProvider {
   ensureFirewall(): Promise<void>;
   /** The predefined machine types with priced offerings in the configured zones. */
   instanceTypes(): Promise<InstanceType[]>;
+  /** The offerings `create` would try for a request, best first (the same selection). */
+  plan?(request: ShapeRequest): Promise<PlannedOffering[]>;
+  /** Replaces a VM's labels (a standby cell handed to a pod gets the pod's labels). */
+  setLabels?(ref: CellRef, labels: Record<string, string>): Promise<void>;
 }

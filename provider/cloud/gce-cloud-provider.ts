@@ -9,6 +9,8 @@ import type {
   CloudProvider,
   InstanceType,
   MachineShape,
+  PlannedOffering,
+  ShapeRequest,
 } from './cloud-provider.ts';
 import {
   ComputeApi,
@@ -35,6 +37,8 @@ import {
   firewallName,
   insertRequestId,
   instanceName,
+  labelValue,
+  standbyLabels,
 } from './instance-names.ts';
 import { InstanceSelector, type Choice, type SelectorOptions } from './instance-selector.ts';
 import { MachineCatalog, shapeFromApi, type ZoneOffer } from './machine-catalog.ts';
@@ -256,8 +260,41 @@ export class GceCloudProvider implements CloudProvider {
     return this.imageDiskGb.gb;
   }
 
+  /** The offerings create would try for a request, best first, from the same selector. */
+  async plan(request: ShapeRequest): Promise<PlannedOffering[]> {
+    return (await this.selector())
+      .plan(request, this.unavailable.isUnavailable)
+      .map((c) => ({ machineType: c.machineType, zone: c.zone, capacityType: c.capacityType }));
+  }
+
+  /** Replaces a VM's labels: reads its label fingerprint, sets, and waits for the operation. */
+  async setLabels(ref: CellRef, labels: Record<string, string>): Promise<void> {
+    const [inst] = await this.api.call('read', 'instances.get', () =>
+      this.api.clients.instances.get(
+        { project: this.project, zone: ref.zone, instance: ref.name },
+        NO_LIBRARY_RETRY,
+      ),
+    );
+    const [lro] = await this.api.call('write', 'instances.setLabels', () =>
+      this.api.clients.instances.setLabels(
+        {
+          project: this.project,
+          zone: ref.zone,
+          instance: ref.name,
+          instancesSetLabelsRequestResource: { labels, labelFingerprint: inst.labelFingerprint ?? null },
+        },
+        NO_LIBRARY_RETRY,
+      ),
+    );
+    const op = await this.api.waitZoneOperation(this.project, ref.zone, lro.latestResponse as Operation);
+    const failure = classifyOperation(op);
+    if (failure) throw new Error(`setting the labels of ${ref.name} failed: ${failure.message}`);
+    const known = this.known.get(ref.name);
+    if (known) known.labels = labels;
+  }
+
   async create(cell: CellSpec): Promise<CellInstance> {
-    const name = instanceName(this.o.clusterId, cell.pod.uid, cell.generation ?? 0);
+    const name = cell.standby?.name ?? instanceName(this.o.clusterId, cell.pod.uid, cell.generation ?? 0);
     // A process that has not listed yet may be a restart after a crash: the VM may exist in a
     // zone this attempt would not try first, where the same name would make a second VM.
     if (!this.listed) {
@@ -349,7 +386,9 @@ export class GceCloudProvider implements CloudProvider {
     const inst: Instance = {
       name,
       machineType: `zones/${zone}/machineTypes/${shape.name}`,
-      labels: cellLabels(this.o.clusterId, cell.cellId, cell.pod),
+      labels: cell.standby
+        ? standbyLabels(this.o.clusterId, cell.cellId)
+        : cellLabels(this.o.clusterId, cell.cellId, cell.pod),
       tags: { items: tags },
       disks: [
         {
@@ -418,7 +457,7 @@ export class GceCloudProvider implements CloudProvider {
       // The insert operation is done once GCE has placed the VM; it boots from here.
       status: 'STAGING',
       cellId: cell.cellId,
-      pod: cell.pod,
+      ...(cell.standby ? {} : { pod: cell.pod }),
       labels: resource.labels as Record<string, string>,
       hourlyPriceUSD: choice.hourlyPriceUSD,
     };
@@ -450,7 +489,10 @@ export class GceCloudProvider implements CloudProvider {
       this.api.clients.instances.get({ project: this.project, zone, instance: name }, NO_LIBRARY_RETRY),
     );
     const found = this.toCell(inst, zone);
-    if (found.labels[LABELS.cluster] !== this.slug || found.pod?.uid !== cell.pod.uid.toLowerCase()) {
+    const mine = cell.standby
+      ? found.labels[LABELS.cell] === labelValue(cell.cellId)
+      : found.pod?.uid === cell.pod.uid.toLowerCase();
+    if (found.labels[LABELS.cluster] !== this.slug || !mine) {
       throw new InvalidRequestError(
         `a VM named ${name} in ${zone} exists and belongs to another cluster or pod`,
         'name',

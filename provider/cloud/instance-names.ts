@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { PodIdentity } from './cloud-provider.ts';
 
 /** Label keys Kip puts on every cell VM. */
@@ -8,6 +8,8 @@ export const LABELS = {
   podNamespace: 'kip-pod-namespace',
   podName: 'kip-pod-name',
   podUid: 'kip-pod-uid',
+  /** `true` on a standby cell: booted ahead of demand, not yet any pod's. */
+  standby: 'kip-standby',
 } as const;
 
 /** Metadata key of the cell agent's bootstrap document. */
@@ -28,6 +30,23 @@ export function instanceName(clusterId: string, podUid: string, generation = 0):
   if (uid.length === 0) throw new Error('pod uid is empty');
   const base = `kip-${clusterSlug(clusterId)}-${uid.slice(0, 40)}`;
   return generation > 0 ? `${base}-g${generation}` : base;
+}
+
+/**
+ * The VM name of a standby cell: `kip-<cluster digest>-s<random hex>`. Random, because a standby cell
+ * belongs to no pod; its etcd record (written before the insert) keeps a restart from losing it.
+ */
+export function standbyInstanceName(clusterId: string): string {
+  return `kip-${clusterSlug(clusterId)}-s${randomBytes(12).toString('hex')}`;
+}
+
+/** The labels of a standby cell VM: owned by the cluster, marked standby, no pod labels. */
+export function standbyLabels(clusterId: string, cellId: string): Record<string, string> {
+  return {
+    [LABELS.cluster]: labelValue(clusterSlug(clusterId)),
+    [LABELS.cell]: labelValue(cellId),
+    [LABELS.standby]: 'true',
+  };
 }
 
 /** The network tag every cell of a cluster carries; the agent-port firewall rule targets it. */

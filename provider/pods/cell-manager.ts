@@ -33,6 +33,7 @@ import {
   type PodLifecycleHandler,
   type PodNotifier,
 } from './types.ts';
+import type { StandbyPool } from './standby-pool.ts';
 import { describeUnsupported, unsupportedFeatures } from './unsupported-features.ts';
 
 export interface CellManagerOptions {
@@ -61,6 +62,8 @@ export interface CellManagerOptions {
   bootTimeoutMs?: number;
   /** Long-poll wait per status request, seconds. Default 30. */
   statusWaitSeconds?: number;
+  /** Ready standby cells (`cells.standby`); a pod whose shape matches one is dispatched to it. */
+  standby?: Pick<StandbyPool, 'claim'>;
 }
 
 interface Tracked {
@@ -171,21 +174,30 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
       await this.o.events.record(pod, 'Warning', WAITING_REASONS.unsupported, message);
       return;
     }
-    const cellName = instanceName(this.o.clusterId, uid);
-    let stored: StoredCell;
+    const identity = { namespace: pod.metadata!.namespace!, name: pod.metadata!.name!, uid };
+    let stored: StoredCell | null = null;
+    if (this.o.standby && !(await this.o.cells.get(uid))) {
+      // A ready standby cell of the shape the cloud layer would choose: no boot to wait for.
+      stored = await this.o.standby.claim(identity, cellRequestFromPod(pod).request);
+      if (stored) await this.claimedStandby(pod, stored.record);
+    }
     try {
-      stored = await this.o.cells.create({
+      stored ??= await this.o.cells.create({
         podUid: uid,
-        namespace: pod.metadata!.namespace!,
-        podName: pod.metadata!.name!,
-        cellName,
+        namespace: identity.namespace,
+        podName: identity.name,
+        cellName: instanceName(this.o.clusterId, uid),
       });
     } catch (err) {
       if (!(err instanceof CellExistsError)) throw err;
       stored = err.current;
-      this.o.log.info({ pod: keyOf(pod), cell: cellName, state: stored.record.state }, 'adopting cell');
+      this.o.log.info(
+        { pod: keyOf(pod), cell: stored.record.cellName, state: stored.record.state },
+        'adopting cell',
+      );
     }
-    const t = this.track(pod, cellName);
+    // The recorded name, not one derived from the pod: a claimed standby cell keeps its VM name.
+    const t = this.track(pod, stored.record.cellName);
     if (stored.record.address) t.address = stored.record.address;
     if (stored.record.state === 'dispatched' && t.address) {
       // Adopted after a restart: the agent has the pod; only its status is read again.
@@ -312,7 +324,8 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
     });
   }
 
-  private agentClient(cellName: string, address: string): CellAgentClient {
+  /** A client for a cell's agent (the standby pool's health checks use it too). */
+  agentClient(cellName: string, address: string): CellAgentClient {
     // Dialled by IP, verified by the cell's name: its certificate is issued for the name.
     return new CellAgentClient({
       baseUrl: `https://${address}:${this.o.agentPort}`,
@@ -323,14 +336,34 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
     });
   }
 
-  /** The `kip-cell-agent-config` document: the agent's config with inline PEMs. */
-  private async bootstrap(cellName: string): Promise<string> {
+  /** The `kip-cell-agent-config` document: the agent's config with inline PEMs (standby cells too). */
+  async bootstrap(cellName: string): Promise<string> {
     const server = await cellServerCertificate(this.o.ca, { cellName });
     return stringify({
       listen: `0.0.0.0:${this.o.agentPort}`,
       dataDir: '/var/lib/kip-cell',
       insecureRegistries: this.o.insecureRegistries,
       tls: { certPem: server.certPem, keyPem: server.keyPem, clientCaPem: this.o.ca.certPem },
+    });
+  }
+
+  /** A claimed standby cell: the pod's event and the meter's start (its boot was the pool's). */
+  private async claimedStandby(pod: V1Pod, r: CellRecord): Promise<void> {
+    const capacityType = r.spot ? 'spot' : 'on-demand';
+    await this.o.events.record(
+      pod,
+      'Normal',
+      'StandbyCellClaimed',
+      `using standby VM ${r.cellName} (${r.machineType}, ${capacityType}) in ${r.zone}`,
+    );
+    const t = { uid: r.podUid, cellName: r.cellName, pod } as Tracked;
+    await this.cellStarted(t, r, {
+      name: r.cellName,
+      zone: r.zone ?? '',
+      machineType: r.machineType ?? 'unknown',
+      capacityType,
+      status: 'RUNNING',
+      labels: {},
     });
   }
 

@@ -12,6 +12,7 @@ import {
 } from './cells.ts';
 import { ClusterIdMismatchError, ensureCA, ensureClusterId } from './identity.ts';
 import { SchemaTooNewError } from './schema.ts';
+import { StandbyStore } from './standby.ts';
 import { StateStore, StateUnavailableError } from './store.ts';
 
 const log = createLogger('state-test', 'silent');
@@ -122,6 +123,41 @@ describe('etcd state (real etcd)', function () {
       await assert.rejects(cells.delete(creating), CellConflictError);
       await cells.delete(after);
       assert.equal(await cells.get(uid), null);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('hands a ready standby cell to exactly one of two pods claiming it at once', async () => {
+    const store = await open(prefix());
+    try {
+      const standby = new StandbyStore(store.ns);
+      const cells = new CellStore(store.ns);
+      const created = await standby.create({ name: 'kip-x-s1', machineType: 'e2-small', spot: false });
+      assert.equal(
+        await standby.claim(created, { podUid: 'p0', namespace: 'd', podName: 'p0' }),
+        null,
+        'not ready',
+      );
+      assert.ok(await standby.update(created, { state: 'ready', zone: 'z', address: '10.0.0.9' }));
+      const ready = (await standby.get('kip-x-s1'))!;
+      const results = await Promise.all(
+        ['p1', 'p2'].map((uid) => standby.claim(ready, { podUid: uid, namespace: 'd', podName: uid })),
+      );
+      const winners = results.filter((r) => r !== null);
+      assert.equal(winners.length, 1);
+      const won = winners[0]!.record;
+      assert.deepEqual(
+        (await cells.list()).map((c) => c.record.podUid),
+        [won.podUid],
+      );
+      assert.equal(won.cellName, 'kip-x-s1');
+      assert.equal(won.state, 'ready');
+      assert.equal(won.address, '10.0.0.9');
+      assert.equal(await standby.get('kip-x-s1'), null, 'the standby record is gone');
+      // A stale read cannot update or delete a claimed cell.
+      assert.equal(await standby.update(ready, { state: 'ready' }), false);
+      assert.equal(await standby.delete(ready), false);
     } finally {
       store.close();
     }
