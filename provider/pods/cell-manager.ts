@@ -178,7 +178,8 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
     let stored: StoredCell | null = null;
     if (this.o.standby && !(await this.o.cells.get(uid))) {
       // A ready standby cell of the shape the cloud layer would choose: no boot to wait for.
-      stored = await this.o.standby.claim(identity, cellRequestFromPod(pod).request);
+      const { request, placement } = cellRequestFromPod(pod);
+      stored = await this.o.standby.claim(identity, request, placement);
       if (stored) await this.claimedStandby(pod, stored.record);
     }
     try {

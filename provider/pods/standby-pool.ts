@@ -9,7 +9,13 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { CellAgentClient } from '../../lib/cell-agent-client.ts';
 import type { Logger } from '../../lib/log.ts';
-import type { CellInstance, CloudProvider, PodIdentity, ShapeRequest } from '../cloud/cloud-provider.ts';
+import type {
+  CellInstance,
+  CellPlacement,
+  CloudProvider,
+  PodIdentity,
+  ShapeRequest,
+} from '../cloud/cloud-provider.ts';
 import type { InstanceObserver } from '../cloud/instance-observer.ts';
 import { LABELS, cellLabels, standbyInstanceName } from '../cloud/instance-names.ts';
 import type { StoredCell } from '../state/cells.ts';
@@ -125,8 +131,15 @@ export class StandbyPool {
    * request (the first offering of its plan) matches one. Returns the pod's new cell record, or
    * null (nothing matches, or the pod already has a cell record).
    */
-  async claim(pod: PodIdentity, request: ShapeRequest): Promise<StoredCell | null> {
+  async claim(
+    pod: PodIdentity,
+    request: ShapeRequest,
+    placement?: CellPlacement,
+  ): Promise<StoredCell | null> {
     if (!this.enabled || !this.o.cloud.plan) return null;
+    // Standby cells have no GPUs attached and the provider's default placement: a pod asking for
+    // either gets its own VM rather than one that only looks like its shape.
+    if (request.gpus > 0 || (placement && !isDefaultPlacement(placement))) return null;
     let first;
     try {
       first = (await this.o.cloud.plan(request))[0];
@@ -321,6 +334,16 @@ export class StandbyPool {
     if (zone) await this.o.cloud.delete({ name: r.record.name, zone });
     this.o.log.info({ cell: r.record.name, why }, 'standby cell deleted');
   }
+}
+
+/** Whether a pod's placement annotations leave every provider default as it is. */
+function isDefaultPlacement(p: CellPlacement): boolean {
+  return (
+    p.privateIpOnly === undefined &&
+    p.volumeSizeGb === undefined &&
+    p.networkTags.length === 0 &&
+    p.serviceAccount === undefined
+  );
 }
 
 /** Whether a VM carries the standby label. */

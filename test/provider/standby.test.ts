@@ -233,9 +233,16 @@ describe('provider standby cells (kube emulator, GCE emulator with netns cells, 
     first = next;
   });
 
-  it('boots its own VM for a pod of another shape, leaving the standby cell alone', async () => {
+  it('boots its own VM for a pod of another shape or other placement, leaving the standby cell alone', async () => {
     await apply('bigger', { 'pod.elotl.co/instance-type': 'e2-medium' });
+    // The standby shape, but a bigger disk than the standby cell has.
+    await apply('placed', { 'pod.elotl.co/volume-size': '20Gi' });
     const pod = await running('bigger');
+    const placed = await running('placed');
+    const placedVm = (await vms()).filter((v) => v.podUid === labelValue(placed.metadata!.uid!));
+    assert.equal(placedVm.length, 1);
+    assert.equal(placedVm[0]!.machineType, 'e2-small');
+    assert.notEqual(placedVm[0]!.name, first.name);
     const own = (await vms()).filter((v) => v.podUid === labelValue(pod.metadata!.uid!));
     assert.equal(own.length, 1);
     assert.equal(own[0]!.machineType, 'e2-medium');
@@ -260,22 +267,18 @@ describe('provider standby cells (kube emulator, GCE emulator with netns cells, 
       (await standbyVms()).map((v) => v.name),
       [first.name],
     );
-    assert.equal((await vms()).length, 3, 'standby + the two pods');
+    assert.equal((await vms()).length, 4, 'standby + the three pods');
     assert.equal(await inserts(), insertsBefore, 'no VM inserted after the restart');
     await running('quick', 10_000);
   });
 
   it('deleting the pods deletes their VMs, including the one that was a standby cell; the pool stays', async () => {
-    await kube.kubectl('delete', 'pod', 'quick', 'bigger', '--wait=false');
+    await kube.kubectl('delete', 'pod', 'quick', 'bigger', 'placed', '--wait=false');
     await eventually(
       async () => {
         const all = await vms();
-        return all.length === 1 &&
-          all[0]!.name === first.name &&
-          !(await getPod('quick')) &&
-          !(await getPod('bigger'))
-          ? all
-          : undefined;
+        const left = await Promise.all(['quick', 'bigger', 'placed'].map(getPod));
+        return all.length === 1 && all[0]!.name === first.name && left.every((p) => !p) ? all : undefined;
       },
       60_000,
       'only the standby VM left',
