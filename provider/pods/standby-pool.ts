@@ -168,14 +168,6 @@ export class StandbyPool {
     return null;
   }
 
-  /**
-   * Whether a VM without pod labels is a standby cell this cluster owns (a record names it). The
-   * orphan collector asks; a claimed cell not yet relabelled is owned through its pod's cell record.
-   */
-  async owns(vm: CellInstance): Promise<boolean> {
-    return (await this.o.store.get(vm.name)) !== null;
-  }
-
   /** Gives a claimed VM its pod's labels (retried: until then the pod's cell record owns it). */
   private async relabel(name: string, zone: string | undefined, pod: PodIdentity): Promise<void> {
     if (!this.o.cloud.setLabels || !zone) return;
