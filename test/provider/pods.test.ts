@@ -4,22 +4,11 @@
  * from `kip-cell-agent-config`, and the provider itself as a child process.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { InstancesClient } from '@google-cloud/compute';
-import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
 import WebSocket from 'ws';
-import { stringify } from 'yaml';
 import { labelValue } from '../../provider/cloud/instance-names.ts';
-import { startEtcd, type TestEtcd } from '../../provider/testing/etcd.ts';
-import { eventually, startTestKube, type TestKube } from '../../provider/testing/kube.ts';
-import { forwardTcp } from '../cell-agent/support.ts';
-import { startGceEmulator, type GceEmulator } from '../support/gce.ts';
-import { buildImage, pushImage } from '../support/images.ts';
-import { startProcess, type StartedProcess } from '../support/process.ts';
-import { startRegistry, type StartedRegistry } from '../support/registry.ts';
+import { eventually } from '../../provider/testing/kube.ts';
+import { startProviderTestbed, type ProviderTestbed } from './testbed.ts';
 
 interface Vm {
   name: string;
@@ -31,144 +20,35 @@ interface Vm {
 
 describe('provider pod path (kube emulator, GCE emulator with netns cells, real agent)', function () {
   this.timeout(150_000);
-  let etcd: TestEtcd;
-  let kube: TestKube;
-  let emu: GceEmulator;
-  let registry: StartedRegistry;
-  let forward: { host: string; close(): void };
-  let provider: StartedProcess | undefined;
-  let dir: string;
-  let configPath: string;
+  let bed: ProviderTestbed;
   let image: string;
-  let kubeletPort: number;
+  const kubeletPort = () => (bed.provider!.ready as { kubeletPort: number }).kubeletPort;
 
-  const startProvider = async () => {
-    provider = await startProcess(
-      process.execPath,
-      ['--import', 'tsx', 'provider/main.ts', '--config', configPath],
-      { timeoutMs: 60_000, env: { LOG_LEVEL: 'info' } },
-    );
-    kubeletPort = (provider.ready as { kubeletPort: number }).kubeletPort;
-  };
-
-  const vms = async (): Promise<Vm[]> => {
-    const client = new InstancesClient(emu.clientOptions);
-    const out: Vm[] = [];
-    for (const zone of emu.zones) {
-      const [items] = await client.list({ project: emu.project, zone });
-      for (const i of items)
-        out.push({
-          name: i.name!,
-          status: i.status!,
-          ip: i.networkInterfaces?.[0]?.networkIP ?? undefined,
-          created: i.creationTimestamp ?? undefined,
-          podUid: i.labels?.['kip-pod-uid'],
-        });
-    }
-    await client.close();
-    return out;
-  };
+  const vms = async (): Promise<Vm[]> =>
+    (await bed.instances()).map((i) => ({
+      name: i.name!,
+      status: i.status!,
+      ip: i.networkInterfaces?.[0]?.networkIP ?? undefined,
+      created: i.creationTimestamp ?? undefined,
+      podUid: i.labels?.['kip-pod-uid'],
+    }));
   const vmFor = async (uid: string) => (await vms()).filter((v) => v.podUid === labelValue(uid));
-
-  const getPod = async (name: string): Promise<V1Pod | undefined> => {
-    try {
-      return await kube.kubectlJson<V1Pod>('get', 'pod', name);
-    } catch {
-      return undefined;
-    }
-  };
-  const events = async (pod: string) =>
-    (
-      await kube.kubectlJson<{ items: CoreV1Event[] }>(
-        'get',
-        'events',
-        '--field-selector',
-        `involvedObject.name=${pod}`,
-      )
-    ).items;
-
-  const apply = async (pod: Record<string, unknown>) => {
-    const file = join(dir, `${(pod.metadata as { name: string }).name}.yaml`);
-    writeFileSync(file, stringify(pod));
-    await kube.kubectl('apply', '-f', file);
-  };
-  const podSpec = (name: string, spec: Record<string, unknown>) => ({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'default' },
-    spec: {
-      nodeName: 'kip',
-      terminationGracePeriodSeconds: 2,
-      tolerations: [{ key: 'virtual-kubelet.io/provider', operator: 'Exists' }],
-      ...spec,
-    },
-  });
-  const running = (name: string, timeoutMs = 60_000) =>
-    eventually(
-      async () => {
-        const p = await getPod(name);
-        const ready = p?.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-        return p?.status?.phase === 'Running' && p.status.containerStatuses?.[0]?.state?.running && ready
-          ? p
-          : undefined;
-      },
-      timeoutMs,
-      `pod ${name} Running and Ready`,
-    );
+  const getPod = (name: string) => bed.getPod(name);
+  const events = (pod: string) => bed.events(pod);
+  const apply = (pod: Record<string, unknown>) => bed.apply(pod);
+  const podSpec = (name: string, spec: Record<string, unknown>) => bed.podSpec(name, spec);
+  const running = (name: string, timeoutMs?: number) => bed.running(name, timeoutMs);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), `kip-pods-${process.pid}-`));
-    [etcd, kube, registry, emu] = await Promise.all([
-      startEtcd(),
-      startTestKube(),
-      startRegistry(),
-      startGceEmulator({
-        hypervisor: 'netns',
-        config: { delays: { provisioningMs: 50, stagingMs: 50 }, hypervisor: { stopGraceMs: 1000 } },
-      }),
-    ]);
-    // The cells reach the registry through the emulator's bridge address.
-    forward = await forwardTcp(emu.network.gateway, registry.host);
-    const layout = await buildImage({
-      name: 'kip-pods-test',
-      tag: '1',
-      entrypoint: ['/bin/sh', '-c'],
-      cmd: ['echo hello from the cell; exec sleep 3600'],
-    });
-    await pushImage(layout, '1', registry.host);
-    image = `${forward.host}/kip-pods-test:1`;
-    configPath = join(dir, 'provider.yaml');
-    writeFileSync(
-      configPath,
-      stringify({
-        nodeName: 'kip',
-        kubeconfig: kube.kubeconfigPath,
-        node: { internalIP: '127.0.0.1' },
-        cloud: {
-          project: emu.project,
-          zones: emu.zones,
-          endpoint: { host: emu.host, port: emu.port, protocol: 'http' },
-          listIntervalSeconds: 0.5,
-        },
-        cells: { insecureRegistries: [forward.host] },
-        etcd: { endpoints: [etcd.endpoint], prefix: `/kip-pods-${process.pid}/` },
-        kubeletApi: { listen: '127.0.0.1:0', authentication: 'none' },
-        metrics: { listen: '127.0.0.1:0' },
-      }),
-    );
-    await startProvider();
+    bed = await startProviderTestbed('pods');
+    image = bed.image;
   });
 
-  after(async () => {
-    await provider?.stop(10_000);
-    forward?.close();
-    await emu?.stop();
-    await Promise.all([registry?.stop(), kube?.stop(), etcd?.stop()]);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => bed?.close());
 
   afterEach(function () {
-    if (this.currentTest?.state === 'failed' && provider) console.error(provider.stderr().slice(-6000));
+    if (this.currentTest?.state === 'failed' && bed?.provider)
+      console.error(bed.provider.stderr().slice(-6000));
   });
 
   it('runs a bound pod on its own cell: Running with podIP = the VM address, logs and exec reach the container', async () => {
@@ -195,7 +75,7 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
 
     // kubectl logs goes API server → kubelet API → the cell's agent.
     const logs = await eventually(async () => {
-      const out = await kube.kubectl('logs', 'web');
+      const out = await bed.kube.kubectl('logs', 'web');
       return out.includes('hello from the cell') ? out : undefined;
     }, 10_000);
     assert.match(logs, /hello from the cell/);
@@ -230,7 +110,7 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     const reasons = (await events('web')).map((e) => e.reason);
     assert.ok(reasons.includes('CellCreated'), `events: ${reasons.join(',')}`);
 
-    const metrics = await (await fetch((provider!.ready as { metrics: string }).metrics)).text();
+    const metrics = await (await fetch((bed.provider!.ready as { metrics: string }).metrics)).text();
     assert.match(metrics, /^kip_cells\{state="dispatched"\} 1$/m);
     assert.match(metrics, /^kip_cell_boot_duration_seconds_count\{machine_type="[a-z0-9-]+"\} 1$/m);
     assert.match(metrics, /^kip_pod_start_duration_seconds_count 1$/m);
@@ -244,13 +124,13 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     const before = await running('web');
     const [vmBefore] = await vmFor(before.metadata!.uid!);
     const startedAt = before.status!.containerStatuses![0]!.state!.running!.startedAt;
-    provider!.proc.kill('SIGKILL');
-    await new Promise((r) => provider!.proc.once('exit', r));
+    bed.provider!.proc.kill('SIGKILL');
+    await new Promise((r) => bed.provider!.proc.once('exit', r));
     // While the provider is down: one pod is force-deleted, another one is bound.
-    await kube.kubectl('delete', 'pod', 'doomed', '--grace-period=0', '--force');
+    await bed.kube.kubectl('delete', 'pod', 'doomed', '--grace-period=0', '--force');
     await apply(podSpec('after-restart', { containers: [{ name: 'app', image }] }));
     assert.equal((await vmFor(doomed.metadata!.uid!)).length, 1, 'the gone pod still has its VM');
-    await startProvider();
+    await bed.startProvider();
     await running('after-restart');
     await eventually(
       async () => (await vmFor(doomed.metadata!.uid!)).length === 0,
@@ -267,14 +147,14 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
       new Date(now.status!.containerStatuses![0]!.state!.running!.startedAt!).getTime(),
       new Date(startedAt!).getTime(),
     );
-    const logs = await kube.kubectl('logs', 'web');
+    const logs = await bed.kube.kubectl('logs', 'web');
     assert.equal(logs.match(/hello from the cell/g)?.length, 1, 'the container ran once');
   });
 
   it('delete: the pod is stopped, its VM deleted, then the pod is gone', async () => {
     const pod = await running('after-restart');
     const uid = pod.metadata!.uid!;
-    await kube.kubectl('delete', 'pod', 'after-restart', '--wait=false');
+    await bed.kube.kubectl('delete', 'pod', 'after-restart', '--wait=false');
     let vmGoneAt = 0;
     let podGoneAt = 0;
     await eventually(
@@ -312,7 +192,7 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
 
   it('a missing image: a clear waiting reason and an event', async () => {
     await apply(
-      podSpec('noimage', { containers: [{ name: 'app', image: `${forward.host}/does-not-exist:1` }] }),
+      podSpec('noimage', { containers: [{ name: 'app', image: `${bed.forward.host}/does-not-exist:1` }] }),
     );
     const pod = await eventually(
       async () => {
@@ -330,7 +210,7 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
       'ErrImagePull event',
     );
     assert.match(ev.message!, /does-not-exist/);
-    await kube.kubectl('delete', 'pod', 'noimage', '--wait=false');
+    await bed.kube.kubectl('delete', 'pod', 'noimage', '--wait=false');
   });
 
   it('an unsupported volume: an event and a status message naming the field, and no VM', async () => {
@@ -358,20 +238,20 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     assert.equal(ev.type, 'Warning');
     assert.match(ev.message!, /persistentVolumeClaim volumes are not supported yet/);
     assert.equal((await vmFor(pod.metadata!.uid!)).length, 0);
-    await kube.kubectl('delete', 'pod', 'pvc', '--wait=false');
+    await bed.kube.kubectl('delete', 'pod', 'pvc', '--wait=false');
     await eventually(async () => !(await getPod('pvc')), 20_000, 'unsupported pod deleted');
   });
 
   it("a VM lost behind Kip's back (preempted) fails its pod with reason CellLost and an event", async () => {
-    const spot = podSpec('lost', { containers: [{ name: 'app', image }] });
-    Object.assign(spot.metadata, { annotations: { 'pod.elotl.co/launch-type': 'spot' } });
-    await apply(spot);
+    await apply(
+      bed.podSpec('lost', { containers: [{ name: 'app', image }] }, { 'pod.elotl.co/launch-type': 'spot' }),
+    );
     const pod = await running('lost');
     const [vm] = await vmFor(pod.metadata!.uid!);
     let preempted = false;
-    for (const z of emu.zones) {
+    for (const z of bed.emu.zones) {
       try {
-        await emu.admin.preempt(z, vm!.name);
+        await bed.emu.admin.preempt(z, vm!.name);
         preempted = true;
         break;
       } catch {
@@ -400,9 +280,9 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
 
   it('SIGTERM stops the provider cleanly and leaves running cells for the next start', async () => {
     const web = await running('web');
-    const code = await provider!.stop(15_000);
-    assert.equal(code, 0, provider!.stderr().slice(-2000));
-    provider = undefined;
+    const code = await bed.provider!.stop(15_000);
+    assert.equal(code, 0, bed.provider!.stderr().slice(-2000));
+    bed.provider = undefined;
     const [vm] = await vmFor(web.metadata!.uid!);
     assert.equal(vm?.status, 'RUNNING');
   });
@@ -410,7 +290,7 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
   /** GET on the provider's kubelet API (authentication is off in this config). */
   async function kubeletGet(path: string): Promise<string> {
     return new Promise((resolve, reject) => {
-      httpsRequest({ host: '127.0.0.1', port: kubeletPort, path, rejectUnauthorized: false }, (res) => {
+      httpsRequest({ host: '127.0.0.1', port: kubeletPort(), path, rejectUnauthorized: false }, (res) => {
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
         res.on('end', () =>
@@ -432,7 +312,7 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     const q = new URLSearchParams({ output: '1', error: '1' });
     for (const c of command) q.append('command', c);
     const ws = new WebSocket(
-      `wss://127.0.0.1:${kubeletPort}/exec/${ns}/${pod}/${container}?${q}`,
+      `wss://127.0.0.1:${kubeletPort()}/exec/${ns}/${pod}/${container}?${q}`,
       ['v5.channel.k8s.io'],
       {
         rejectUnauthorized: false,

@@ -4,20 +4,9 @@
  * and the provider as a child process with `cells.standby: [{machineType: e2-small, count: 1}]`.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { InstancesClient } from '@google-cloud/compute';
-import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
-import { stringify } from 'yaml';
 import { labelValue } from '../../provider/cloud/instance-names.ts';
-import { startEtcd, type TestEtcd } from '../../provider/testing/etcd.ts';
-import { eventually, startTestKube, type TestKube } from '../../provider/testing/kube.ts';
-import { forwardTcp } from '../cell-agent/support.ts';
-import { startGceEmulator, type GceEmulator } from '../support/gce.ts';
-import { buildImage, pushImage } from '../support/images.ts';
-import { startProcess, type StartedProcess } from '../support/process.ts';
-import { startRegistry, type StartedRegistry } from '../support/registry.ts';
+import { eventually } from '../../provider/testing/kube.ts';
+import { startProviderTestbed, type ProviderTestbed } from './testbed.ts';
 
 interface Vm {
   name: string;
@@ -30,91 +19,25 @@ interface Vm {
 
 describe('provider standby cells (kube emulator, GCE emulator with netns cells, real agent)', function () {
   this.timeout(150_000);
-  let etcd: TestEtcd;
-  let kube: TestKube;
-  let emu: GceEmulator;
-  let registry: StartedRegistry;
-  let forward: { host: string; close(): void };
-  let provider: StartedProcess | undefined;
-  let dir: string;
-  let configPath: string;
-  let image: string;
+  let bed: ProviderTestbed;
 
-  const startProvider = async () => {
-    provider = await startProcess(
-      process.execPath,
-      ['--import', 'tsx', 'provider/main.ts', '--config', configPath],
-      { timeoutMs: 60_000, env: { LOG_LEVEL: 'info' } },
-    );
-  };
-
-  const vms = async (): Promise<Vm[]> => {
-    const client = new InstancesClient(emu.clientOptions);
-    const out: Vm[] = [];
-    for (const zone of emu.zones) {
-      const [items] = await client.list({ project: emu.project, zone });
-      for (const i of items)
-        if (i.status !== 'STOPPING' && i.status !== 'TERMINATED')
-          out.push({
-            name: i.name!,
-            status: i.status!,
-            machineType: (i.machineType ?? '').split('/').pop()!,
-            ip: i.networkInterfaces?.[0]?.networkIP ?? undefined,
-            podUid: i.labels?.['kip-pod-uid'],
-            standby: i.labels?.['kip-standby'] === 'true',
-          });
-    }
-    await client.close();
-    return out;
-  };
+  const vms = async (): Promise<Vm[]> =>
+    (await bed.instances())
+      .filter((i) => i.status !== 'STOPPING' && i.status !== 'TERMINATED')
+      .map((i) => ({
+        name: i.name!,
+        status: i.status!,
+        machineType: (i.machineType ?? '').split('/').pop()!,
+        ip: i.networkInterfaces?.[0]?.networkIP ?? undefined,
+        podUid: i.labels?.['kip-pod-uid'],
+        standby: i.labels?.['kip-standby'] === 'true',
+      }));
   const standbyVms = async () => (await vms()).filter((v) => v.standby);
-  const inserts = async () => (await emu.admin.calls()).byMethod['compute.instances.insert']?.total ?? 0;
-  const metrics = async () => (await fetch((provider!.ready as { metrics: string }).metrics)).text();
-
-  const getPod = async (name: string): Promise<V1Pod | undefined> => {
-    try {
-      return await kube.kubectlJson<V1Pod>('get', 'pod', name);
-    } catch {
-      return undefined;
-    }
-  };
-  const events = async (pod: string) =>
-    (
-      await kube.kubectlJson<{ items: CoreV1Event[] }>(
-        'get',
-        'events',
-        '--field-selector',
-        `involvedObject.name=${pod}`,
-      )
-    ).items;
-  const apply = async (name: string, annotations: Record<string, string> = {}) => {
-    const file = join(dir, `${name}.yaml`);
-    writeFileSync(
-      file,
-      stringify({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name, namespace: 'default', annotations },
-        spec: {
-          nodeName: 'kip',
-          terminationGracePeriodSeconds: 2,
-          tolerations: [{ key: 'virtual-kubelet.io/provider', operator: 'Exists' }],
-          containers: [{ name: 'app', image }],
-        },
-      }),
-    );
-    await kube.kubectl('apply', '-f', file);
-  };
-  const running = (name: string, timeoutMs = 60_000) =>
-    eventually(
-      async () => {
-        const p = await getPod(name);
-        const ready = p?.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-        return p?.status?.phase === 'Running' && ready ? p : undefined;
-      },
-      timeoutMs,
-      `pod ${name} Running and Ready`,
-    );
+  const inserts = async () => (await bed.emu.admin.calls()).byMethod['compute.instances.insert']?.total ?? 0;
+  const metrics = async () => (await fetch((bed.provider!.ready as { metrics: string }).metrics)).text();
+  const apply = (name: string, annotations: Record<string, string> = {}) =>
+    bed.apply(bed.podSpec(name, { containers: [{ name: 'app', image: bed.image }] }, annotations));
+  const running = (name: string, timeoutMs?: number) => bed.running(name, timeoutMs);
   /** The one ready standby VM, once the provider's metrics say it is ready. */
   const oneReadyStandby = async (timeoutMs = 60_000) =>
     eventually(
@@ -130,61 +53,17 @@ describe('provider standby cells (kube emulator, GCE emulator with netns cells, 
     );
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), `kip-standby-${process.pid}-`));
-    [etcd, kube, registry, emu] = await Promise.all([
-      startEtcd(),
-      startTestKube(),
-      startRegistry(),
-      startGceEmulator({
-        hypervisor: 'netns',
-        config: { delays: { provisioningMs: 50, stagingMs: 50 }, hypervisor: { stopGraceMs: 1000 } },
-      }),
-    ]);
-    forward = await forwardTcp(emu.network.gateway, registry.host);
-    const layout = await buildImage({
-      name: 'kip-standby-test',
-      tag: '1',
-      entrypoint: ['/bin/sh', '-c'],
-      cmd: ['echo hello from the cell; exec sleep 3600'],
+    bed = await startProviderTestbed('standby', {
+      defaultMachineType: 'e2-small',
+      standby: [{ machineType: 'e2-small', count: 1 }],
     });
-    await pushImage(layout, '1', registry.host);
-    image = `${forward.host}/kip-standby-test:1`;
-    configPath = join(dir, 'provider.yaml');
-    writeFileSync(
-      configPath,
-      stringify({
-        nodeName: 'kip',
-        kubeconfig: kube.kubeconfigPath,
-        node: { internalIP: '127.0.0.1' },
-        cloud: {
-          project: emu.project,
-          zones: emu.zones,
-          endpoint: { host: emu.host, port: emu.port, protocol: 'http' },
-          listIntervalSeconds: 0.5,
-        },
-        cells: {
-          insecureRegistries: [forward.host],
-          defaultMachineType: 'e2-small',
-          standby: [{ machineType: 'e2-small', count: 1 }],
-        },
-        etcd: { endpoints: [etcd.endpoint], prefix: `/kip-standby-${process.pid}/` },
-        kubeletApi: { listen: '127.0.0.1:0', authentication: 'none' },
-        metrics: { listen: '127.0.0.1:0' },
-      }),
-    );
-    await startProvider();
   });
 
-  after(async () => {
-    await provider?.stop(10_000);
-    forward?.close();
-    await emu?.stop();
-    await Promise.all([registry?.stop(), kube?.stop(), etcd?.stop()]);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => bed?.close());
 
   afterEach(function () {
-    if (this.currentTest?.state === 'failed' && provider) console.error(provider.stderr().slice(-6000));
+    if (this.currentTest?.state === 'failed' && bed?.provider)
+      console.error(bed.provider.stderr().slice(-6000));
   });
 
   let first: Vm;
@@ -217,7 +96,7 @@ describe('provider standby cells (kube emulator, GCE emulator with netns cells, 
     assert.equal(mine.machineType, 'e2-small');
     const uidHex = pod.metadata!.uid!.replace(/-/g, '');
     assert.ok(!(await vms()).some((v) => v.name.includes(uidHex)), 'no VM named for the pod');
-    const reasons = (await events('quick')).map((e) => e.reason);
+    const reasons = (await bed.events('quick')).map((e) => e.reason);
     assert.ok(reasons.includes('StandbyCellClaimed'), `events: ${reasons.join(',')}`);
     assert.ok(!reasons.includes('CellCreated'), `events: ${reasons.join(',')}`);
 
@@ -256,9 +135,9 @@ describe('provider standby cells (kube emulator, GCE emulator with netns cells, 
   });
 
   it('keeps the standby cell across a provider restart (no second standby VM)', async () => {
-    await provider!.stop(10_000);
+    await bed.provider!.stop(10_000);
     const insertsBefore = await inserts();
-    await startProvider();
+    await bed.startProvider();
     const again = await oneReadyStandby();
     assert.equal(again.name, first.name);
     // Several listings later there is still only the one standby VM, and the pods' VMs remain.
@@ -273,11 +152,11 @@ describe('provider standby cells (kube emulator, GCE emulator with netns cells, 
   });
 
   it('deleting the pods deletes their VMs, including the one that was a standby cell; the pool stays', async () => {
-    await kube.kubectl('delete', 'pod', 'quick', 'bigger', 'placed', '--wait=false');
+    await bed.kube.kubectl('delete', 'pod', 'quick', 'bigger', 'placed', '--wait=false');
     await eventually(
       async () => {
         const all = await vms();
-        const left = await Promise.all(['quick', 'bigger', 'placed'].map(getPod));
+        const left = await Promise.all(['quick', 'bigger', 'placed'].map(bed.getPod));
         return all.length === 1 && all[0]!.name === first.name && left.every((p) => !p) ? all : undefined;
       },
       60_000,
