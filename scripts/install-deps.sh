@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 
 DEBS=(
   runc busybox-static umoci skopeo docker-registry etcd-server etcd-client iproute2 apache2-utils
-  openssl curl golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
+  openssl curl gettext-base util-linux golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
 )
+
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 
 missing=()
 for p in "${DEBS[@]}"; do
@@ -15,8 +18,6 @@ for p in "${DEBS[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing Debian packages: ${missing[*]}"
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -26,5 +27,14 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   echo "install-deps: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
   touch node_modules/.package-lock.json
+fi
+# kubectl 1.32 comes with the machine image (Google's apt repository), not from Debian: try apt
+# where that repository is configured, otherwise say what is missing.
+if ! command -v kubectl >/dev/null; then
+  echo "install-deps: kubectl not found; trying apt-get install kubectl"
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq kubectl >/dev/null 2>&1 || {
+    echo "install-deps: kubectl (1.32) is required by the tests and could not be installed" >&2
+    exit 1
+  }
 fi
 echo "install-deps: ready"

@@ -156,6 +156,13 @@ const TEMPLATE_KEYS = { ...METADATA_KEYS, ...prefixed('spec.template.spec', POD_
 
 const str = (v: unknown) => (v === undefined || v === null ? '' : String(v));
 
+/** Field selectors `<prefix>.<field>` on an event's involved object (stored in the core/v1 shape). */
+function involvedObjectSelectors(prefix: string, fields: string[]): Record<string, FieldGetter> {
+  return Object.fromEntries(
+    fields.map((f) => [`${prefix}.${f}`, (o: KObject) => getPath(o, `involvedObject.${f}`)]),
+  );
+}
+
 export const BUILTIN_RESOURCES: ResourceDef[] = [
   resource({
     version: 'v1',
@@ -247,13 +254,15 @@ export const BUILTIN_RESOURCES: ResourceDef[] = [
       'reportingInstance',
     ],
     fieldSelectors: {
-      'involvedObject.kind': (o) => getPath(o, 'involvedObject.kind'),
-      'involvedObject.namespace': (o) => getPath(o, 'involvedObject.namespace'),
-      'involvedObject.name': (o) => getPath(o, 'involvedObject.name'),
-      'involvedObject.uid': (o) => getPath(o, 'involvedObject.uid'),
-      'involvedObject.apiVersion': (o) => getPath(o, 'involvedObject.apiVersion'),
-      'involvedObject.resourceVersion': (o) => getPath(o, 'involvedObject.resourceVersion'),
-      'involvedObject.fieldPath': (o) => getPath(o, 'involvedObject.fieldPath'),
+      ...involvedObjectSelectors('involvedObject', [
+        'kind',
+        'namespace',
+        'name',
+        'uid',
+        'apiVersion',
+        'resourceVersion',
+        'fieldPath',
+      ]),
       reason: (o) => o.reason,
       reportingComponent: (o) => o.reportingComponent,
       source: (o) => str(getPath(o, 'source.component')) || str(o.reportingComponent),
@@ -416,10 +425,7 @@ export const BUILTIN_RESOURCES: ResourceDef[] = [
     ],
     // Selectors see the stored (core/v1) shape.
     fieldSelectors: {
-      'regarding.kind': (o) => getPath(o, 'involvedObject.kind'),
-      'regarding.namespace': (o) => getPath(o, 'involvedObject.namespace'),
-      'regarding.name': (o) => getPath(o, 'involvedObject.name'),
-      'regarding.uid': (o) => getPath(o, 'involvedObject.uid'),
+      ...involvedObjectSelectors('regarding', ['kind', 'namespace', 'name', 'uid']),
       reason: (o) => o.reason,
       reportingController: (o) => o.reportingComponent,
       type: (o) => o.type,
