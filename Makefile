@@ -74,9 +74,8 @@ app/render: $(CHART_RENDER) ## render the chart with schema.yaml's defaults (VAL
 app/build: ## build and push every image and the deployer, tagged RELEASE and TRACK (needs docker)
 	$(app_need_docker)$(app_need_project)
 	@for pair in kip:provider kip/cell-agent:cell-agent kip/image-cache-controller:image-cache kip/ubbagent:usage-reporter; do \
-	  image="$(REGISTRY)/$${pair%%:*}"; dir="$${pair##*:}"; \
-	  [ -f "$$dir/Dockerfile" ] || { echo "app/build: $$dir/Dockerfile is missing" >&2; exit 1; }; \
-	  docker build -f "$$dir/Dockerfile" -t "$$image:$(RELEASE)" -t "$$image:$(TRACK)" . && \
+	  image="$(REGISTRY)/$${pair%%:*}"; target="$${pair##*:}"; \
+	  docker build --target "$$target" -t "$$image:$(RELEASE)" -t "$$image:$(TRACK)" . && \
 	  docker push "$$image:$(RELEASE)" && docker push "$$image:$(TRACK)" || exit 1; \
 	done
 	@for pair in etcd=$(ETCD_SOURCE_IMAGE) kube-proxy=$(KUBE_PROXY_SOURCE_IMAGE); do \
