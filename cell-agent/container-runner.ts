@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { ContainerState, ContainerStateTerminated, ContainerStatus } from '../lib/cell-agent-api.ts';
 import type { Logger } from '../lib/log.ts';
+import { InstanceStreams } from './attach.ts';
 import { buildRuntimeSpec, type BundleMount } from './bundle.ts';
 import { cgroupDir, readCgroupTable } from './cgroups.ts';
 import type { PulledImage } from './image-source.ts';
@@ -38,6 +39,8 @@ export interface Instance {
   proc: ChildProcess;
   exited: Promise<ContainerStateTerminated>;
   done: boolean;
+  /** Live output for attached clients, and the stdin pipe of a `stdin: true` container. */
+  streams: InstanceStreams;
 }
 
 const SIGNALS: Record<number, string> = {
@@ -157,13 +160,21 @@ export class ContainerRunner {
     const pidFile = join(dir, 'pid');
     const runcLog = join(dir, 'runc.log');
     const writer = new ContainerLogWriter(logPath, this.ctx.maxLogFileBytes);
+    // A `stdin: true` container keeps a pipe from the agent as its stdin for its whole life (attach).
     const proc = this.ctx.runc.run(runcId, dir, {
       pidFile,
       logFile: runcLog,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [this.spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
-    proc.stdout!.on('data', (d: Buffer) => writer.write('stdout', d));
-    proc.stderr!.on('data', (d: Buffer) => writer.write('stderr', d));
+    const streams = new InstanceStreams(proc.stdin, this.spec.stdinOnce === true);
+    proc.stdout!.on('data', (d: Buffer) => {
+      writer.write('stdout', d);
+      streams.publish('stdout', d);
+    });
+    proc.stderr!.on('data', (d: Buffer) => {
+      writer.write('stderr', d);
+      streams.publish('stderr', d);
+    });
     const startedAt = now();
     const cgroups = { memory: cgroupDir('memory', cgroupsPath), cpuacct: cgroupDir('cpuacct', cgroupsPath) };
     const instance: Instance = {
@@ -176,6 +187,7 @@ export class ContainerRunner {
       proc,
       exited: undefined as never,
       done: false,
+      streams,
     };
     let ended = false;
     const exitCode = new Promise<number>((resolve) => {
@@ -190,6 +202,7 @@ export class ContainerRunner {
     instance.exited = exitCode.then(async (code) => {
       await Promise.race([outputDone, new Promise((r) => setTimeout(r, 2000))]);
       writer.close();
+      streams.end();
       return this.finish(instance, code, termPath, runcLog);
     });
     // Wait until runc has started the process (pid file) or gave up.

@@ -327,7 +327,8 @@ export function validatePutPod(body: unknown): PutPodRequest {
         if (kinds.length !== 1)
           fail(`${f}.lifecycle.${h}`, 'must set exactly one of exec, httpGet, tcpSocket, sleep');
       }
-      if (c.stdin || c.tty) fail(`${f}.${c.stdin ? 'stdin' : 'tty'}`, 'is not supported on a cell');
+      // stdin is a pipe the agent holds for attach; a terminal there is not.
+      if (c.tty) fail(`${f}.tty`, 'is not supported on a cell');
     });
   check(spec.containers, 'containers');
   check(spec.initContainers ?? [], 'initContainers');

@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { CELL_AGENT_API_VERSION, type HealthReply } from '../lib/cell-agent-api.ts';
 import type { Logger } from '../lib/log.ts';
 import { metricsHandler } from '../lib/metrics.ts';
+import { attachUpgradeHandler } from './api-attach.ts';
 import { execUpgradeHandler } from './api-exec.ts';
 import { logRoutes } from './api-logs.ts';
 import { podRoutes } from './api-pod.ts';
@@ -49,7 +50,10 @@ export function createServer(deps: ServerDeps): https.Server {
     { cert: deps.tls.cert, key: deps.tls.key, ca: deps.tls.ca, requestCert: true, rejectUnauthorized: true },
     app,
   );
-  server.on('upgrade', execUpgradeHandler(deps.cell, deps.runc, deps.log));
+  server.on(
+    'upgrade',
+    attachUpgradeHandler(deps.cell, deps.log, execUpgradeHandler(deps.cell, deps.runc, deps.log)),
+  );
   server.on('tlsClientError', (err) => deps.log.info({ err: err.message }, 'TLS handshake refused'));
   server.keepAliveTimeout = 65_000;
   server.requestTimeout = 0;

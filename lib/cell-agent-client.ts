@@ -45,6 +45,9 @@ export interface ExecOptions {
   stderr?: boolean;
 }
 
+/** Which of a running container's streams an attach carries (stdin needs `stdin: true` in its spec). */
+export type AttachOptions = ExecOptions;
+
 /** The outcome of an exec: the Status from channel 3 and the exit code it carries. */
 export interface ExecResult {
   exitCode: number;
@@ -62,6 +65,12 @@ export interface ExecSession {
   done: Promise<ExecResult>;
   close(): void;
 }
+
+/**
+ * An attach to a running container: its output from the moment of attaching, stdin into the
+ * container's. `done` resolves with a `Success` status when the container exits; `close()` detaches.
+ */
+export type AttachSession = ExecSession;
 
 // The provider talks to every cell with the same CA and client certificate. Parsing those PEMs
 // (the private key above all) for each cell's connections was a large part of the provider's CPU
@@ -185,7 +194,23 @@ export class CellAgentClient {
     const q = new URLSearchParams();
     for (const c of command) q.append('command', c);
     for (const k of ['stdin', 'stdout', 'stderr'] as const) if (opts[k]) q.set(k, '1');
-    const url = new URL(`/v1/pod/containers/${encodeURIComponent(container)}/exec?${q}`, this.base);
+    return this.channelSession(`/v1/pod/containers/${encodeURIComponent(container)}/exec?${q}`, 'exec');
+  }
+
+  /**
+   * Attaches to a container's running instance over the same channel protocol as exec. A 400
+   * CellAgentError (in `done`) when the container is not running, or stdin is asked of a container
+   * without `stdin: true`.
+   */
+  attach(container: string, opts: AttachOptions = { stdout: true, stderr: true }): AttachSession {
+    const q = new URLSearchParams();
+    for (const k of ['stdin', 'stdout', 'stderr'] as const) if (opts[k]) q.set(k, '1');
+    return this.channelSession(`/v1/pod/containers/${encodeURIComponent(container)}/attach?${q}`, 'attach');
+  }
+
+  /** A WebSocket session on `path` speaking the Kubernetes channel protocol (v5, else v4). */
+  private channelSession(path: string, what: string): ExecSession {
+    const url = new URL(path, this.base);
     url.protocol = 'wss:';
     const ws = new WebSocket(url, [...EXEC_PROTOCOLS], {
       secureContext: this.secureContext,
@@ -215,7 +240,7 @@ export class CellAgentClient {
       ws.on('close', () => {
         stdout.push(null);
         stderr.push(null);
-        if (!status) return reject(new CellAgentError(0, 'exec stream closed without a status'));
+        if (!status) return reject(new CellAgentError(0, `${what} stream closed without a status`));
         resolve({ exitCode: exitCodeOf(status), status });
       });
     });
