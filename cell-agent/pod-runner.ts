@@ -2,7 +2,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Container, V1LifecycleHandler, V1Pod, V1Probe } from '@kubernetes/client-node';
-import type { ContainerStatus, PodCondition, PodStatusReply, PutPodRequest } from '../lib/cell-agent-api.ts';
+import type {
+  ContainerStatus,
+  PodCondition,
+  PodStatusReply,
+  PutPodRequest,
+  VolumeFiles,
+} from '../lib/cell-agent-api.ts';
 import type { Logger } from '../lib/log.ts';
 import { Backoff, sleep, type BackoffPolicy } from './backoff.ts';
 import { ContainerConfigError } from './bundle.ts';
@@ -15,7 +21,7 @@ import { probeOnce, runProbeLoop, type ProbeTarget } from './probes.ts';
 import { parseQuantity } from '../lib/quantity.ts';
 import type { Runc } from './runc.ts';
 import { podConditions, podPhase, qosClass } from './status.ts';
-import { prepareVolumes, containerMounts } from './volumes.ts';
+import { prepareVolumes, containerMounts, replaceVolumeFiles, VolumesUnavailableError } from './volumes.ts';
 
 export interface PodRunnerDeps {
   runc: Runc;
@@ -112,6 +118,9 @@ export class PodRunner {
   /** Set when activeDeadlineSeconds ran out: the pod fails with this reason. */
   private failure?: { reason: string; message: string };
   private deadlineTimer?: NodeJS.Timeout;
+  /** Settles once the pod's volumes exist; rejects when the pod's setup failed before that. */
+  private readonly volumesReady: Promise<void>;
+  private volumesSettled: (err?: Error) => void = () => undefined;
 
   constructor(
     readonly request: PutPodRequest,
@@ -120,6 +129,10 @@ export class PodRunner {
     this.pod = request.pod;
     this.uid = this.pod.metadata!.uid!;
     this.podDir = join(deps.dataDir, 'pods', this.uid);
+    this.volumesReady = new Promise<void>((resolve, reject) => {
+      this.volumesSettled = (err) => (err ? reject(err) : resolve());
+    });
+    this.volumesReady.catch(() => undefined);
     this.changed();
   }
 
@@ -147,6 +160,7 @@ export class PodRunner {
     this.runDone = this.run().catch((err: unknown) => {
       this.log.error({ err, pod: this.uid }, 'pod setup failed');
       this.setupError = (err as Error)?.message ?? String(err);
+      this.volumesSettled(new VolumesUnavailableError(`the pod's setup failed: ${this.setupError}`));
       this.changed();
     });
   }
@@ -171,6 +185,7 @@ export class PodRunner {
       mountTmpfs(join(this.podDir, 'shm'), 64 * 1024 * 1024),
       this.startSandbox(),
     ]);
+    this.volumesSettled();
     const ctx: PodContext = {
       pod,
       podDir: this.podDir,
@@ -551,6 +566,16 @@ export class PodRunner {
     for (const m of mountsUnder(this.podDir)) await unmount(m);
     removeCgroupTree(`kip-${this.deps.cellId}`);
     if (removeFiles) rmSync(this.podDir, { recursive: true, force: true });
+  }
+
+  /**
+   * Replaces the files of the pod's configMap, secret, projected or downwardAPI volumes (waiting
+   * until setup made them); returns the names whose content changed. Throws VolumeUpdateError for
+   * a name that is not such a volume.
+   */
+  async replaceVolumeFiles(volumes: Record<string, VolumeFiles>): Promise<string[]> {
+    await this.volumesReady;
+    return replaceVolumeFiles(join(this.podDir, 'volumes'), this.pod, volumes);
   }
 
   /** Recomputes the status; a real change bumps the version and wakes long-polls. */

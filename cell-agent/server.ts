@@ -10,6 +10,7 @@ import { execUpgradeHandler } from './api-exec.ts';
 import { logRoutes } from './api-logs.ts';
 import { podRoutes } from './api-pod.ts';
 import { statsRoutes } from './api-stats.ts';
+import { volumeRoutes } from './api-volumes.ts';
 import type { Cell } from './cell.ts';
 import type { TlsMaterial } from './config.ts';
 import { statusBody } from '../lib/cell-agent-api.ts';
@@ -42,6 +43,7 @@ export function createServer(deps: ServerDeps): https.Server {
   app.use(podRoutes(deps.cell, deps.maxStatusWaitSeconds));
   app.use(logRoutes(deps.cell));
   app.use(statsRoutes(deps.cell, deps.stats));
+  app.use(volumeRoutes(deps.cell));
   app.use((req, res) => {
     res.status(404).json(statusBody(404, 'NotFound', `no endpoint ${req.method} ${req.path}`));
   });

@@ -36,6 +36,21 @@ export interface PutPodReply {
   unchanged: boolean;
 }
 
+/** Body of `PUT /v1/pod/volumes`: new files for resolved volumes of the running pod. */
+export interface PutVolumesRequest {
+  /** The running pod's UID; another UID is refused with 409. */
+  uid: string;
+  /** Volume name -> its complete new content (files absent here are removed from the volume). */
+  volumes: Record<string, VolumeFiles>;
+}
+
+/** Reply of `PUT /v1/pod/volumes` (200). */
+export interface PutVolumesReply {
+  uid: string;
+  /** The volumes whose content changed; a volume sent with the content it has is left alone. */
+  changed: string[];
+}
+
 export interface ContainerStateWaiting {
   reason?: string;
   message?: string;

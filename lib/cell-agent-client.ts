@@ -11,6 +11,8 @@ import {
   type PodStatusReply,
   type PutPodReply,
   type PutPodRequest,
+  type PutVolumesReply,
+  type PutVolumesRequest,
 } from './cell-agent-api.ts';
 
 /** The agent answered with an error; `status` is its Kubernetes Status body when it sent one. */
@@ -134,6 +136,16 @@ export class CellAgentClient {
   /** Sends the pod (202). The same UID again is a no-op; another UID while one runs is a 409 CellAgentError. */
   putPod(req: PutPodRequest): Promise<PutPodReply> {
     return this.call('PUT', '/v1/pod', req);
+  }
+
+  /**
+   * Replaces the files of the running pod's configMap, secret, projected or downwardAPI volumes,
+   * atomically per volume (service account token rotation, ConfigMap and Secret updates). A
+   * CellAgentError 409 when `uid` is not the running pod, 400 naming a volume that is not one of
+   * those, 404 before any pod.
+   */
+  putVolumes(req: PutVolumesRequest): Promise<PutVolumesReply> {
+    return this.call('PUT', '/v1/pod/volumes', req);
   }
 
   /**
