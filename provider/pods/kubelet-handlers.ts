@@ -1,16 +1,16 @@
 /**
- * The kubelet API's handlers for the pod path: logs, exec and stats go to the pod's cell agent
- * over mutual TLS (`/metrics/resource` is built from the same stats). Attach is not offered: the
- * agent has no attach endpoint, so the route keeps answering 501 rather than pretending.
+ * The kubelet API's handlers for the pod path: logs, exec, attach and stats go to the pod's cell
+ * agent over mutual TLS (`/metrics/resource` is built from the same stats).
  */
 import type { Readable } from 'node:stream';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { LogOptions as AgentLogOptions } from '../../lib/cell-agent-api.ts';
-import { CellAgentError, type CellAgentClient } from '../../lib/cell-agent-client.ts';
+import { CellAgentError, type CellAgentClient, type ExecSession } from '../../lib/cell-agent-client.ts';
 import type { Logger } from '../../lib/log.ts';
 import {
   InvalidInputError,
   NotFoundError,
+  type AttachHandler,
   type ContainerLogsHandler,
   type ContainerRef,
   type ExecHandler,
@@ -37,16 +37,48 @@ export interface KubeletHandlersOptions {
   statsTimeoutMs?: number;
 }
 
-function resolveTarget(agents: AgentDirectory, target: ContainerRef): CellAgentClient {
+function findTarget(agents: AgentDirectory, target: ContainerRef) {
   const found = agents.agentFor(target.namespace, target.pod);
   if (!found || (target.podUid && found.pod.metadata?.uid !== target.podUid))
     throw new NotFoundError(`pod ${target.namespace}/${target.pod} is not running on a cell of this node`);
-  const names = [...(found.pod.spec?.containers ?? []), ...(found.pod.spec?.initContainers ?? [])].map(
-    (c) => c.name,
+  const container = [...(found.pod.spec?.containers ?? []), ...(found.pod.spec?.initContainers ?? [])].find(
+    (c) => c.name === target.container,
   );
-  if (!names.includes(target.container))
-    throw new NotFoundError(`container ${target.container} is not valid for pod ${target.pod}`);
-  return found.client;
+  if (!container) throw new NotFoundError(`container ${target.container} is not valid for pod ${target.pod}`);
+  return { client: found.client, container };
+}
+
+function resolveTarget(agents: AgentDirectory, target: ContainerRef): CellAgentClient {
+  return findTarget(agents, target).client;
+}
+
+/**
+ * Wires an agent exec/attach session to the client's streams until it ends; resolves with the
+ * Status the agent sent on channel 3 and its exit code.
+ */
+async function bridge(session: ExecSession, tty: boolean, streams: SessionStreams) {
+  if (streams.stdout) session.stdout.pipe(streams.stdout, { end: false });
+  else session.stdout.resume();
+  const errOut = streams.stderr ?? (tty ? streams.stdout : null);
+  if (errOut) session.stderr.pipe(errOut, { end: false });
+  else session.stderr.resume();
+  if (streams.stdin) {
+    streams.stdin.on('data', (d: Buffer) => session.write(d));
+    streams.stdin.on('end', () => session.end());
+  }
+  streams.onResize((s) => session.resize(s.width, s.height));
+  const onAbort = () => session.close();
+  streams.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    const r = await session.done;
+    // Let the last output frames reach the client before the status.
+    await new Promise((res) => setImmediate(res));
+    return r;
+  } catch (err) {
+    return translate(err);
+  } finally {
+    streams.signal.removeEventListener('abort', onAbort);
+  }
 }
 
 /** Maps the agent's 404 onto the kubelet API's; other agent errors pass through. */
@@ -59,6 +91,7 @@ function translate(err: unknown): never {
 export function kubeletHandlers(o: KubeletHandlersOptions): {
   containerLogs: ContainerLogsHandler;
   exec: ExecHandler;
+  attach: AttachHandler;
   stats: StatsHandler;
 } {
   const startTime = new Date().toISOString();
@@ -98,28 +131,32 @@ export function kubeletHandlers(o: KubeletHandlersOptions): {
           // A tty merges stderr into stdout on the client side.
           stderr: opts.stderr || opts.tty,
         });
-        if (streams.stdout) session.stdout.pipe(streams.stdout, { end: false });
-        else session.stdout.resume();
-        const errOut = streams.stderr ?? (opts.tty ? streams.stdout : null);
-        if (errOut) session.stderr.pipe(errOut, { end: false });
-        else session.stderr.resume();
-        if (streams.stdin) {
-          streams.stdin.on('data', (d: Buffer) => session.write(d));
-          streams.stdin.on('end', () => session.end());
-        }
-        streams.onResize((s) => session.resize(s.width, s.height));
-        const onAbort = () => session.close();
-        streams.signal.addEventListener('abort', onAbort, { once: true });
-        try {
-          const r = await session.done;
-          // Let the last output frames reach the client before the status.
-          await new Promise((res) => setImmediate(res));
-          return { exitCode: r.exitCode };
-        } catch (err) {
-          return translate(err);
-        } finally {
-          streams.signal.removeEventListener('abort', onAbort);
-        }
+        const r = await bridge(session, opts.tty, streams);
+        return { exitCode: r.exitCode };
+      },
+    },
+    attach: {
+      async attach(
+        target: ContainerRef,
+        opts: StreamOptions,
+        streams: SessionStreams,
+      ): Promise<SessionResult> {
+        const { client, container } = findTarget(o.agents, target);
+        // Checked here too, so the answer does not depend on reaching the cell.
+        if (opts.stdin && !container.stdin)
+          throw new InvalidInputError(
+            `container ${container.name} was not started with stdin: true, so it has no stdin to attach to; attach without -i`,
+          );
+        const session = client.attach(target.container, {
+          stdin: opts.stdin,
+          stdout: opts.stdout,
+          stderr: opts.stderr,
+        });
+        const r = await bridge(session, false, streams);
+        // The attach ends with Success when the container exits; a Failure is the agent detaching us.
+        if (r.status.status !== 'Success')
+          throw new Error(String(r.status.message ?? 'the cell agent ended the attach'));
+        return { exitCode: 0 };
       },
     },
     stats: {

@@ -199,7 +199,7 @@ describe('unsupported features and pod status', () => {
     const found = unsupportedFeatures({
       spec: {
         hostNetwork: true,
-        containers: [{ name: 'c', image: 'i', stdin: true, livenessProbe: { grpc: { port: 1 } } }],
+        containers: [{ name: 'c', image: 'i', tty: true, livenessProbe: { grpc: { port: 1 } } }],
         volumes: [
           { name: 'ok', emptyDir: {} },
           { name: 'cfg', configMap: { name: 'x' } },
@@ -214,11 +214,18 @@ describe('unsupported features and pod status', () => {
         'spec.volumes[2].nfs',
         'spec.volumes[3].projected.sources[0].clusterTrustBundle',
         'spec.hostNetwork',
-        'spec.containers[0].stdin',
+        'spec.containers[0].tty',
         'spec.containers[0].livenessProbe.grpc',
       ],
     );
     assert.deepEqual(unsupportedFeatures({ spec: { containers: [{ name: 'c', image: 'i' }] } }), []);
+    assert.deepEqual(
+      unsupportedFeatures({
+        spec: { containers: [{ name: 'c', image: 'i', stdin: true, stdinOnce: true }] },
+      }),
+      [],
+      'stdin containers run (kubectl attach -i)',
+    );
   });
 
   it('QoS class by the kubelet rules', () => {

@@ -28,10 +28,11 @@ function probeFindings(probe: V1Probe | undefined, field: string, out: Unsupport
 }
 
 function containerFindings(c: V1Container, field: string, out: UnsupportedFeature[]): void {
-  if (c.stdin || c.tty)
+  // stdin is supported (kubectl attach -i); a terminal is not.
+  if (c.tty)
     out.push({
-      field: `${field}.${c.stdin ? 'stdin' : 'tty'}`,
-      message: 'containers with stdin or tty (kubectl attach/run -it) are not supported yet',
+      field: `${field}.tty`,
+      message: 'containers with tty (kubectl attach/run -t) are not supported yet',
     });
   probeFindings(c.livenessProbe, `${field}.livenessProbe`, out);
   probeFindings(c.readinessProbe, `${field}.readinessProbe`, out);

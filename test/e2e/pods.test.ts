@@ -106,6 +106,91 @@ describe('pods on the virtual node (e2e, real kubectl)', function () {
     assert.equal(out, '42\nhello\n');
   });
 
+  it('kubectl attach shows the output the pod writes from then on', async () => {
+    const logged = await lab.kubectlOk(['logs', 'hello']);
+    const last = Number([...logged.matchAll(/\((\d+)\)/g)].pop()![1]);
+    const ac = new AbortController();
+    let attached = '';
+    const r = await lab.kubectl(['attach', 'hello'], {
+      signal: ac.signal,
+      timeoutMs: 20_000,
+      onStdout: (d) => {
+        attached += d;
+        if (/hello from a Kip cell \(\d+\)\n/.test(attached)) ac.abort();
+      },
+    });
+    const seen = [...attached.matchAll(/hello from a Kip cell \((\d+)\)/g)].map((m) => Number(m[1]));
+    assert.ok(seen.length > 0, `attach printed ${JSON.stringify(attached)}; kubectl: ${r.stderr}`);
+    assert.ok(seen[0]! > last, `line ${seen[0]} came after attaching (the log had ${last})`);
+  });
+
+  it('kubectl attach -i: cat in a stdin: true container echoes what is piped in (WebSocket and SPDY); stdinOnce ends the attach with the container', async () => {
+    const image = /image: (\S+)/.exec(lab.example('hello.yaml'))![1]!;
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'attach' },
+      spec: {
+        restartPolicy: 'OnFailure',
+        nodeSelector: { type: 'virtual-kubelet' },
+        tolerations: [{ key: 'virtual-kubelet.io/provider', operator: 'Exists' }],
+        containers: [
+          { name: 'echo', image, command: ['cat'], stdin: true },
+          {
+            name: 'once',
+            image,
+            command: ['sh', '-c', 'cat; echo stdin closed'],
+            stdin: true,
+            stdinOnce: true,
+          },
+        ],
+      },
+    };
+    await lab.kubectlOk(['apply', '-f', '-'], { input: JSON.stringify(pod) });
+    await waitPhase(['pod/attach'], 'Running');
+    /** `kubectl attach -i` with `input` piped in, stopped once `want` is echoed. */
+    const echo = async (input: string, want: RegExp) => {
+      const ac = new AbortController();
+      let out = '';
+      const r = await lab.kubectl(['attach', '-i', 'attach', '-c', 'echo'], {
+        input,
+        signal: ac.signal,
+        timeoutMs: 20_000,
+        onStdout: (d) => {
+          out += d;
+          if (want.test(out)) ac.abort();
+        },
+      });
+      assert.match(out, want, `kubectl: ${r.stderr}`);
+    };
+    await echo('ping over websocket\n', /^ping over websocket\n$/);
+    // kubectl reads this variable when it starts: false makes it use SPDY, as before 1.30.
+    process.env.KUBECTL_REMOTE_COMMAND_WEBSOCKETS = 'false';
+    const spdy = echo('ping over spdy\n', /^ping over spdy\n$/);
+    delete process.env.KUBECTL_REMOTE_COMMAND_WEBSOCKETS;
+    await spdy;
+
+    // stdinOnce: kubectl's end of input closes the container's stdin, cat ends, so does kubectl.
+    const once = await lab.kubectl(['attach', '-i', 'attach', '-c', 'once'], { input: 'just once\n' });
+    assert.equal(once.code, 0, once.stderr);
+    assert.equal(once.stdout, 'just once\nstdin closed\n');
+    await until('the once container terminated', async () =>
+      (await get('attach', '.status.containerStatuses[?(@.name=="once")].state.terminated.reason')) ===
+      'Completed'
+        ? true
+        : undefined,
+    );
+    const again = await lab.kubectl(['attach', 'attach', '-c', 'once']);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /container "once" is not running \(terminated: Completed\)/);
+    // A container without stdin: true has no stdin to attach to.
+    const noStdin = await lab.kubectl(['attach', '-i', 'hello'], { input: 'x\n' });
+    assert.notEqual(noStdin.code, 0);
+    assert.match(noStdin.stderr, /was not started with stdin: true/);
+    assert.equal(await get('attach', '.status.phase'), 'Running', 'cat in "echo" still runs');
+    await lab.kubectlOk(['delete', 'pod', 'attach', '--wait=false']);
+  });
+
   it('a web server pod answers on its pod IP', async () => {
     await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('web.yaml') });
     await waitPhase(['pod/web'], 'Running');
