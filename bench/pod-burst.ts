@@ -32,9 +32,16 @@ const opts = new Command('pod-burst')
   .option('--pods <n>', 'pods created at once', positive, 1000)
   .option('--concurrency <n>', 'concurrent creates', positive, 64)
   .option('--timeout <s>', 'seconds to wait for every pod to run', positive, 600)
+  .option('--provider-node-options <opts>', 'NODE_OPTIONS for the provider (e.g. an --import profiler)')
   .option('--inside', 'internal: already in the private network namespace')
   .parse()
-  .opts<{ pods: number; concurrency: number; timeout: number; inside?: boolean }>();
+  .opts<{
+    pods: number;
+    concurrency: number;
+    timeout: number;
+    providerNodeOptions?: string;
+    inside?: boolean;
+  }>();
 
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? NaN;
@@ -67,6 +74,7 @@ async function outside(): Promise<number> {
         String(opts.concurrency),
         '--timeout',
         String(opts.timeout),
+        ...(opts.providerNodeOptions ? ['--provider-node-options', opts.providerNodeOptions] : []),
       ],
       { stdio: 'inherit', cwd: REPO_ROOT },
     );
@@ -124,7 +132,10 @@ async function inside(): Promise<void> {
     },
     // The client-side limiter is sized to a project's quota; here the quota is unlimited.
     providerConfig: { cloud: { readRequestsPerMinute: 1_000_000, writeRequestsPerMinute: 1_000_000 } },
-    providerEnv: { LOG_LEVEL: 'warn' },
+    providerEnv: {
+      LOG_LEVEL: 'warn',
+      ...(opts.providerNodeOptions ? { NODE_OPTIONS: opts.providerNodeOptions } : {}),
+    },
   });
   const sim = await startDaemon({
     part: 'cell-sim',

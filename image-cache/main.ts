@@ -1,7 +1,8 @@
 import { CommanderError } from 'commander';
 import express from 'express';
 import type { AddressInfo } from 'node:net';
-import { CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { PooledKubeConfig } from '../lib/kube-config.ts';
 import { createLogger } from '../lib/log.ts';
 import { metricsHandler } from '../lib/metrics.ts';
 import { printReadyLine } from '../lib/ready-line.ts';
@@ -44,7 +45,7 @@ async function cacheRoot(f: ImageCacheFlags): Promise<{ root: string; share: Rec
 
 async function main(f: ImageCacheFlags): Promise<void> {
   const { root, share } = await cacheRoot(f);
-  const kc = new KubeConfig();
+  const kc = new PooledKubeConfig();
   if (f.kubeconfig) kc.loadFromFile(f.kubeconfig);
   else kc.loadFromCluster();
   const core = kc.makeApiClient(CoreV1Api);

@@ -176,15 +176,18 @@ export class CellStore {
 
   /**
    * Reads, applies `change` and writes with CAS, re-reading on conflicts (up to `attempts` times).
-   * `change` returns the fields to set, or null to leave the record as it is.
+   * `change` returns the fields to set, or null to leave the record as it is. With `known` (a
+   * record the caller read or wrote last) the first attempt skips the read.
    */
   async mutate(
     podUid: string,
     change: (r: CellRecord) => CellChanges | null,
     attempts = 5,
+    known?: StoredCell,
   ): Promise<StoredCell | null> {
+    // `known` (the caller's last write) saves the read; a conflict hands back the current record.
+    let current = known ?? (await this.get(podUid));
     for (let i = 0; ; i++) {
-      const current = await this.get(podUid);
       if (!current) return null;
       const changes = change(current.record);
       if (!changes) return current;
@@ -192,6 +195,7 @@ export class CellStore {
         return await this.update(current, changes);
       } catch (err) {
         if (!(err instanceof CellConflictError) || i + 1 >= attempts) throw err;
+        current = err.current;
       }
     }
   }
