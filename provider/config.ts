@@ -61,6 +61,7 @@ export interface ProviderConfig {
   metrics: { listen: string };
   usageReporter: { url?: string; intervalSeconds: number };
   imageCache: { nfsServer?: string; nfsPath?: string; mountPath: string };
+  volumes: { tokenRefreshFraction: number; tokenMaxAgeSeconds: number; configRefreshSeconds: number };
 }
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' }, default: {} } as const;
@@ -225,6 +226,16 @@ export const providerConfigSchema = {
         nfsServer: { type: 'string' },
         nfsPath: { type: 'string' },
         mountPath: { type: 'string', default: '/var/lib/kip/image-cache' },
+      },
+    },
+    volumes: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        tokenRefreshFraction: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.8 },
+        tokenMaxAgeSeconds: { type: 'integer', minimum: 60, default: 86400 },
+        configRefreshSeconds: { type: 'number', minimum: 0, default: 60 },
       },
     },
   },

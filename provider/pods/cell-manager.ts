@@ -34,6 +34,7 @@ import {
   type PodNotifier,
 } from './types.ts';
 import type { StandbyPool } from './standby-pool.ts';
+import { TokenRotation, type VolumeRefreshOptions } from './token-rotation.ts';
 import { describeUnsupported, unsupportedFeatures } from './unsupported-features.ts';
 
 export interface CellManagerOptions {
@@ -64,6 +65,8 @@ export interface CellManagerOptions {
   statusWaitSeconds?: number;
   /** Ready standby cells (`cells.standby`); a pod whose shape matches one is dispatched to it. */
   standby?: Pick<StandbyPool, 'claim'>;
+  /** Token rotation and ConfigMap/Secret refresh on running cells (token-rotation.ts); off when absent. */
+  volumeRefresh?: VolumeRefreshOptions;
 }
 
 interface Tracked {
@@ -149,9 +152,12 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
   private notify: (pod: V1Pod) => void = () => {};
   private readonly bootTimeoutMs: number;
   private shapes: Promise<Map<string, { vcpus: number; memoryMiB: number; gpus: number }>> | undefined;
+  private readonly volumes?: TokenRotation;
 
   constructor(private readonly o: CellManagerOptions) {
     this.bootTimeoutMs = o.bootTimeoutMs ?? 600_000;
+    if (o.volumeRefresh)
+      this.volumes = new TokenRotation({ ...o.volumeRefresh, events: o.events, log: o.log });
   }
 
   notifyPods(notify: (pod: V1Pod) => void): void {
@@ -204,6 +210,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
       // Adopted after a restart: the agent has the pod; only its status is read again.
       t.client = this.agentClient(t.cellName, t.address);
       t.dispatched = true;
+      this.volumes?.adopted(pod, () => (t.dispatched ? t.client : undefined));
     } else {
       this.setStatus(t, this.bootingStatus(t, stored.record));
     }
@@ -277,6 +284,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
   /** Stops every cell task (cells and VMs stay: the next start adopts them). */
   async stop(): Promise<void> {
     for (const t of this.byUid.values()) t.abort.abort();
+    this.volumes?.stop();
     // A cloud call in flight cannot be aborted; its result is adopted from etcd at the next start.
     await Promise.race([
       Promise.all([...this.byUid.values()].map((t) => t.run)),
@@ -305,6 +313,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
   }
 
   private untrack(t: Tracked): void {
+    this.volumes?.forget(t.uid);
     this.byUid.delete(t.uid);
     if (this.byKey.get(t.key) === t.uid) this.byKey.delete(t.key);
   }
@@ -467,7 +476,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
           await this.o.events.record(t.pod, 'Warning', 'FailedToRetrieveImagePullSecret', w);
         await abortable(t.client.putPod(resolved.request), signal);
         t.dispatched = true;
-        if (resolved.tokenExpiry) this.warnTokenExpiry(t, resolved.tokenExpiry);
+        this.volumes?.dispatched(t.pod, () => (t.dispatched ? t.client : undefined), resolved);
         await this.mutate(t, { state: 'dispatched' });
         await this.o.events.record(
           t.pod,
@@ -559,25 +568,6 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
       }
       if (mark) seen.set(c.name, mark);
     }
-  }
-
-  /**
-   * The agent cannot have a volume's files replaced yet, so tokens are not rotated: say so with a
-   * Warning event when 80% of the earliest token's lifetime has passed and the pod still runs.
-   */
-  private warnTokenExpiry(t: Tracked, expiry: Date): void {
-    const due = Math.max(0, (expiry.getTime() - Date.now()) * 0.8);
-    // Timers beyond setTimeout's range (about 24.8 days) are not needed: such tokens outlive most pods.
-    if (due > 2 ** 31 - 1) return;
-    setTimeout(() => {
-      if (this.byUid.get(t.uid) !== t || !t.dispatched) return;
-      void this.o.events.record(
-        t.pod,
-        'Warning',
-        'TokenNotRotated',
-        `service account token expires at ${expiry.toISOString()}; Kip cannot refresh token volumes on a running cell yet, restart the pod before then`,
-      );
-    }, due).unref();
   }
 
   /** Whether the latest listing shows the VM gone or stopped. */

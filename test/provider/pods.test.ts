@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
+import { AuthenticationV1Api } from '@kubernetes/client-node';
 import WebSocket from 'ws';
 import { labelValue } from '../../provider/cloud/instance-names.ts';
 import { eventually } from '../../provider/testing/kube.ts';
@@ -40,7 +41,12 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
   const running = (name: string, timeoutMs?: number) => bed.running(name, timeoutMs);
 
   before(async () => {
-    bed = await startProviderTestbed('pods');
+    // Tokens are rotated after 1% of their lifetime (6 s of the 600 s minimum), ConfigMaps re-read every second.
+    bed = await startProviderTestbed(
+      'pods',
+      {},
+      { volumes: { tokenRefreshFraction: 0.01, configRefreshSeconds: 1 } },
+    );
     image = bed.image;
   });
 
@@ -276,6 +282,120 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
       30_000,
       'stopped VM deleted',
     );
+  });
+
+  it('rotates a projected service account token in the running container, refreshes ConfigMap volumes, and says when rotation fails', async () => {
+    const sa = '/var/run/secrets/kubernetes.io/serviceaccount';
+    await bed.kube.kubectl('create', 'serviceaccount', 'rotator');
+    await bed.kube.kubectl('create', 'configmap', 'rotator-settings', '--from-literal=greeting=hello');
+    await apply(
+      podSpec('rotator', {
+        serviceAccountName: 'rotator',
+        containers: [
+          {
+            name: 'app',
+            image,
+            volumeMounts: [
+              { name: 'kube-api-access', mountPath: sa, readOnly: true },
+              { name: 'settings', mountPath: '/etc/settings' },
+            ],
+          },
+        ],
+        volumes: [
+          {
+            name: 'kube-api-access',
+            projected: {
+              sources: [
+                { serviceAccountToken: { path: 'token', expirationSeconds: 600 } },
+                { configMap: { name: 'rotator-settings', items: [{ key: 'greeting', path: 'greeting' }] } },
+                {
+                  downwardAPI: {
+                    items: [{ path: 'namespace', fieldRef: { fieldPath: 'metadata.namespace' } }],
+                  },
+                },
+              ],
+            },
+          },
+          { name: 'settings', configMap: { name: 'rotator-settings' } },
+        ],
+      }),
+    );
+    const pod = await running('rotator');
+    const cat = (path: string) => bed.kube.kubectl('exec', 'rotator', '-c', 'app', '--', 'cat', path);
+    const claims = (jwt: string) =>
+      JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as {
+        iat: number;
+        exp: number;
+        sub: string;
+        'kubernetes.io': { pod: { uid: string } };
+      };
+    const changedFrom = (before: string, what: string) =>
+      eventually(
+        async () => {
+          const t = await cat(`${sa}/token`);
+          return t !== before ? t : undefined;
+        },
+        30_000,
+        what,
+      );
+
+    const first = await cat(`${sa}/token`);
+    const c1 = claims(first);
+    assert.equal(c1.exp - c1.iat, 600);
+    assert.equal(c1['kubernetes.io'].pod.uid, pod.metadata!.uid);
+    const second = await changedFrom(first, 'the token file replaced in the container');
+    const c2 = claims(second);
+    assert.ok(c2.iat >= c1.iat + 5, `re-requested once 1% of its 600 s passed: iat ${c1.iat} -> ${c2.iat}`);
+    assert.equal(c2.exp - c2.iat, 600, 'the same expirationSeconds');
+    assert.equal(c2.sub, 'system:serviceaccount:default:rotator');
+    assert.equal(c2['kubernetes.io'].pod.uid, pod.metadata!.uid, 'bound to the pod');
+    const review = await bed.kube.kc
+      .makeApiClient(AuthenticationV1Api)
+      .createTokenReview({ body: { spec: { token: second } } });
+    assert.equal(review.status?.authenticated, true, review.status?.error);
+    assert.equal(review.status?.user?.username, 'system:serviceaccount:default:rotator');
+
+    // A ConfigMap change reaches the configMap volume and the projected one, within seconds here.
+    await bed.kube.kubectl(
+      'patch',
+      'configmap',
+      'rotator-settings',
+      '--type=merge',
+      '-p',
+      '{"data":{"greeting":"bonjour"}}',
+    );
+    await eventually(
+      async () =>
+        (await cat('/etc/settings/greeting')) === 'bonjour' && (await cat(`${sa}/greeting`)) === 'bonjour',
+      20_000,
+      'the new ConfigMap content in both volumes',
+    );
+    assert.equal(await cat(`${sa}/namespace`), 'default');
+
+    // Without its service account the token cannot be re-requested: a Warning event, then a
+    // retry with backoff that succeeds once the account is back.
+    await bed.kube.kubectl('delete', 'serviceaccount', 'rotator');
+    const failed = await eventually(
+      async () => (await events('rotator')).find((e) => e.reason === 'TokenRotationFailed'),
+      30_000,
+      'a TokenRotationFailed event',
+    );
+    assert.equal(failed.type, 'Warning');
+    assert.match(failed.message!, /cannot rotate the service account token .*service account "rotator"/);
+    const stale = await cat(`${sa}/token`);
+    await bed.kube.kubectl('create', 'serviceaccount', 'rotator');
+    await changedFrom(stale, 'a token rotated after the account came back');
+
+    const now = await getPod('rotator');
+    assert.equal(
+      now?.status?.containerStatuses?.[0]?.restartCount,
+      0,
+      'files replaced, container not restarted',
+    );
+    const reasons = (await events('rotator')).map((e) => e.reason);
+    assert.ok(!reasons.includes('TokenNotRotated'), reasons.join(','));
+    await bed.kube.kubectl('delete', 'pod', 'rotator', '--wait=false');
+    await eventually(async () => !(await getPod('rotator')), 30_000, 'rotator pod deleted');
   });
 
   it('SIGTERM stops the provider cleanly and leaves running cells for the next start', async () => {

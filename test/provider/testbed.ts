@@ -49,12 +49,14 @@ export interface ProviderTestbed {
 }
 
 /**
- * Starts the parts in parallel, writes the provider's config (`cells` merged over the defaults)
- * and starts the provider. `name` keeps the bed's image, directory and etcd prefix apart.
+ * Starts the parts in parallel, writes the provider's config (`cells` merged over the defaults,
+ * then `config`'s other top-level sections) and starts the provider. `name` keeps the bed's image,
+ * directory and etcd prefix apart.
  */
 export async function startProviderTestbed(
   name: string,
   cells: Record<string, unknown> = {},
+  config: Record<string, unknown> = {},
 ): Promise<ProviderTestbed> {
   const dir = mkdtempSync(join(tmpdir(), `kip-${name}-${process.pid}-`));
   const [etcd, kube, registry, emu] = await Promise.all([
@@ -91,6 +93,7 @@ export async function startProviderTestbed(
       etcd: { endpoints: [etcd.endpoint], prefix: `/kip-${name}-${process.pid}/` },
       kubeletApi: { listen: '127.0.0.1:0', authentication: 'none' },
       metrics: { listen: '127.0.0.1:0' },
+      ...config,
     }),
   );
 
