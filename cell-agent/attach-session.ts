@@ -7,10 +7,11 @@ import { ERROR, STDERR, STDIN, STDOUT } from './exec.ts';
 const CLOSE = 255;
 
 /**
- * Output a client may fall behind by before it is detached: the container must never wait for a
- * slow client, and the agent must not buffer without bound for one.
+ * Output a client may fall behind by before it is detached. Flow control (InstanceStreams) keeps
+ * clients far below this while the container runs; it bounds what the agent buffers for a slow
+ * client while the output of an exited container is read out.
  */
-export const MAX_ATTACH_BACKLOG_BYTES = 4 * 1024 * 1024;
+export const MAX_ATTACH_BACKLOG_BYTES = 16 * 1024 * 1024;
 
 export interface AttachRequest {
   container: string;
@@ -77,6 +78,14 @@ export function serveAttach(
           send(stream === 'stdout' ? STDOUT : STDERR, data);
         },
         ended: () => finish({ metadata: {}, status: 'Success' }),
+        backlog: () => ws.bufferedAmount,
+        stalled: () =>
+          finish(
+            failure(
+              500,
+              "attach client did not keep up with the container's output and was detached; the log keeps everything (kubectl logs)",
+            ),
+          ),
       },
       req.stdin,
     );

@@ -1,4 +1,4 @@
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -8,7 +8,27 @@ export interface AttachListener {
   output(stream: OutputStream, data: Buffer): void;
   /** The container's output ended: the instance exited. */
   ended(): void;
+  /** Bytes sent to this client that it has not taken yet. */
+  backlog(): number;
+  /** The client held the container's output up for too long: it must detach. */
+  stalled(): void;
 }
+
+/** Flow control of the container's output against its attached clients. */
+export interface FlowLimits {
+  /** A client this far behind pauses the reading of the container's output. */
+  highWaterBytes: number;
+  /** Reading resumes once every client is at most this far behind. */
+  lowWaterBytes: number;
+  /** Clients still behind after the output was paused this long are detached. */
+  stallMs: number;
+}
+
+export const DEFAULT_FLOW_LIMITS: FlowLimits = {
+  highWaterBytes: 1024 * 1024,
+  lowWaterBytes: 256 * 1024,
+  stallMs: 5000,
+};
 
 /** A client's hold on the instance's streams. */
 export interface Attachment {
@@ -41,19 +61,34 @@ export class AttachRefused extends Error {
  * stdin pipe, open for the instance's life and shared by the clients attached with stdin.
  * `stdinOnce` closes that pipe when the first client attached with stdin ends its stdin or
  * detaches, as the kubelet's runtimes do; the next instance gets a fresh pipe.
+ *
+ * A client that falls behind pauses the reading of `outputs` (the container's pipes), so the
+ * container waits for it, as it would under containerd's attach; one that stays behind for
+ * `stallMs` is detached, so a dead client never holds the container up for long. Once the
+ * process has exited (`release`), output is never paused again.
  */
 export class InstanceStreams {
   private readonly listeners = new Set<AttachListener>();
   private finished = false;
   private stdinClosed: boolean;
+  private pausedSince?: number;
+  private poll?: NodeJS.Timeout;
+  private released = false;
 
   constructor(
     private readonly stdin: Writable | null,
     private readonly stdinOnce: boolean,
+    private readonly outputs: Readable[] = [],
+    private readonly limits: FlowLimits = DEFAULT_FLOW_LIMITS,
   ) {
     this.stdinClosed = stdin === null;
     // The container may exit while a client still writes: EPIPE is not the agent's problem.
     stdin?.on('error', () => undefined);
+  }
+
+  /** True while the container's output is held for a slow client. */
+  get paused(): boolean {
+    return this.pausedSince !== undefined;
   }
 
   /** True once the instance's output ended. */
@@ -67,13 +102,25 @@ export class InstanceStreams {
   }
 
   publish(stream: OutputStream, data: Buffer): void {
-    for (const l of this.listeners) l.output(stream, data);
+    let behind = false;
+    for (const l of this.listeners) {
+      l.output(stream, data);
+      if (l.backlog() > this.limits.highWaterBytes) behind = true;
+    }
+    if (behind && !this.released && !this.paused) this.pause();
+  }
+
+  /** The process exited: what is left in its pipes is read at once, whoever is behind. */
+  release(): void {
+    this.released = true;
+    this.resume();
   }
 
   /** The instance exited and its output was read to the end: every client is told and let go. */
   end(): void {
     if (this.finished) return;
     this.finished = true;
+    this.release();
     this.closeStdin();
     const ls = [...this.listeners];
     this.listeners.clear();
@@ -94,7 +141,7 @@ export class InstanceStreams {
     if (withStdin && this.stdinClosed)
       return new AttachRefused(
         400,
-        `the stdin of container "${container}" was closed when the first attached client detached (stdinOnce: true); attach without stdin (no -i), or it opens again when the container restarts`,
+        `the stdin of container "${container}" was closed when the first client attached with stdin ended its input (stdinOnce: true); attach without stdin (no -i), or it opens again when the container restarts`,
       );
     return undefined;
   }
@@ -134,6 +181,26 @@ export class InstanceStreams {
         endStdin();
       },
     };
+  }
+
+  private pause(): void {
+    this.pausedSince = Date.now();
+    for (const r of this.outputs) r.pause();
+    this.poll = setInterval(() => {
+      const behind = [...this.listeners].filter((l) => l.backlog() > this.limits.lowWaterBytes);
+      if (behind.length > 0 && Date.now() - this.pausedSince! < this.limits.stallMs) return;
+      // stalled() detaches the client, which takes it out of `listeners`.
+      for (const l of behind) l.stalled();
+      this.resume();
+    }, 10);
+    this.poll.unref();
+  }
+
+  private resume(): void {
+    if (!this.paused) return;
+    clearInterval(this.poll);
+    this.pausedSince = undefined;
+    for (const r of this.outputs) r.resume();
   }
 
   private closeStdin(): void {

@@ -166,7 +166,10 @@ export class ContainerRunner {
       logFile: runcLog,
       stdio: [this.spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
-    const streams = new InstanceStreams(proc.stdin, this.spec.stdinOnce === true);
+    const streams = new InstanceStreams(proc.stdin, this.spec.stdinOnce === true, [
+      proc.stdout!,
+      proc.stderr!,
+    ]);
     proc.stdout!.on('data', (d: Buffer) => {
       writer.write('stdout', d);
       streams.publish('stdout', d);
@@ -200,6 +203,8 @@ export class ContainerRunner {
       new Promise((r) => proc.stderr!.once('close', r)),
     ]);
     instance.exited = exitCode.then(async (code) => {
+      // No attached client may hold up the last output of an exited container.
+      streams.release();
       await Promise.race([outputDone, new Promise((r) => setTimeout(r, 2000))]);
       writer.close();
       streams.end();
