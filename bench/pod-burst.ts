@@ -98,12 +98,20 @@ function memoryMiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-async function kubeRequests(metricsUrl: string): Promise<number> {
+/** Requests the Kubernetes API emulator served, in total and by verb and resource. */
+async function kubeRequests(metricsUrl: string): Promise<{ total: number; byKind: Record<string, number> }> {
   const text = await (await fetch(metricsUrl)).text();
   let total = 0;
-  for (const line of text.split('\n'))
-    if (line.startsWith('kube_emulator_requests_total{')) total += Number(line.split(' ').pop());
-  return total;
+  const byKind: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('kube_emulator_requests_total{')) continue;
+    const n = Number(line.split(' ').pop());
+    total += n;
+    const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(line)?.[1] ?? '';
+    const kind = `${label('verb')} ${label('resource')}`;
+    byKind[kind] = (byKind[kind] ?? 0) + n;
+  }
+  return { total, byKind };
 }
 
 async function computeCalls(
@@ -222,7 +230,13 @@ async function inside(): Promise<void> {
     const hwm = memoryMiB(providerPid, 'VmHWM');
     const calls1 = await computeCalls(state.compute!.admin);
     // The bench's own requests: n creates and one watch.
-    const kube1 = (await kubeRequests(state.kube!.metrics)) - n - 1;
+    const kube1 = await kubeRequests(state.kube!.metrics);
+    kube1.total -= n + 1;
+    const kubeByKind: Record<string, number> = {};
+    for (const [k, v] of Object.entries(kube1.byKind)) {
+      const d = v - (kube0.byKind[k] ?? 0) - (k === 'create pods' ? n : 0);
+      if (d / n >= 0.005) kubeByKind[k] = Number((d / n).toFixed(2));
+    }
 
     const latencies = [...running].map(([name, t]) => (t - bound.get(name)!) / 1000);
     const seconds = (Math.max(...running.values()) - t0) / 1000;
@@ -244,7 +258,8 @@ async function inside(): Promise<void> {
       podsPerSecond: Number((running.size / seconds).toFixed(1)),
       computeCallsPerPod: Number(computePerPod.toFixed(2)),
       computeCallsPerPodByMethod: byMethod,
-      kubeRequestsPerPod: Number(((kube1 - kube0) / n).toFixed(2)),
+      kubeRequestsPerPod: Number(((kube1.total - kube0.total) / n).toFixed(2)),
+      kubeRequestsPerPodByKind: kubeByKind,
       providerRssMiB: { before: Math.round(rss0), after: Math.round(rss1), peak: Math.round(hwm) },
       providerRssMiBPer1000Pods: Math.round(((rss1 - rss0) * 1000) / n),
       providerCpuSecondsPer1000Pods: Number((((cpu1 - cpu0) * 1000) / n).toFixed(1)),
@@ -259,7 +274,7 @@ async function inside(): Promise<void> {
     );
     console.log(`pods per second:             ${result.podsPerSecond}`);
     console.log(`Compute API calls per pod:   ${result.computeCallsPerPod} ${JSON.stringify(byMethod)}`);
-    console.log(`Kubernetes requests per pod: ${result.kubeRequestsPerPod}`);
+    console.log(`Kubernetes requests per pod: ${result.kubeRequestsPerPod} ${JSON.stringify(kubeByKind)}`);
     console.log(
       `provider RSS:                ${result.providerRssMiB.before} → ${result.providerRssMiB.after} MiB (peak ${result.providerRssMiB.peak})`,
     );

@@ -15,9 +15,10 @@ import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
-import { CoordinationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { ConfigError } from '../lib/config-file.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
+import { PooledKubeConfig } from '../lib/kube-config.ts';
 import type { KeyPair } from '../lib/tls.ts';
 import { printReadyLine } from '../lib/ready-line.ts';
 import { onShutdown } from '../lib/shutdown.ts';
@@ -38,6 +39,7 @@ import { StandbyPool, isStandbyVm } from './pods/standby-pool.ts';
 import { KubeEventRecorder } from './pods/events.ts';
 import { kubeletHandlers } from './pods/kubelet-handlers.ts';
 import { PodController } from './pods/pod-controller.ts';
+import { KubeDnsAddress } from './pods/cluster-dns.ts';
 import { resolveDispatch } from './pods/pod-dispatch.ts';
 import type { CellUsageMeter } from './pods/types.ts';
 import { UsageMeter } from './metering/usage-meter.ts';
@@ -57,8 +59,8 @@ function readConfigFile(path: string, field: string): string {
   }
 }
 
-function loadKubeConfig(cfg: ProviderConfig): KubeConfig {
-  const kc = new KubeConfig();
+function loadKubeConfig(cfg: ProviderConfig): PooledKubeConfig {
+  const kc = new PooledKubeConfig();
   if (cfg.kubeconfig) {
     readConfigFile(cfg.kubeconfig, 'kubeconfig');
     kc.loadFromFile(cfg.kubeconfig);
@@ -158,6 +160,7 @@ async function startPodPath(o: {
     registry: metrics.registry,
     intervalMs: Math.max(1000, listIntervalMs),
   });
+  const kubeDns = new KubeDnsAddress(core);
   const cellManager = new CellManager({
     ...(standby.enabled ? { standby } : {}),
     cloud,
@@ -168,7 +171,7 @@ async function startPodPath(o: {
     client: await providerClientCertificate(ca, clusterId),
     agentPort: cfg.cells.agentPort,
     insecureRegistries: cfg.cells.insecureRegistries,
-    resolveDispatch: (pod) => resolveDispatch(pod, { core }),
+    resolveDispatch: (pod) => resolveDispatch(pod, { core, kubeDns }),
     volumeRefresh: { core, ...cfg.volumes },
     events: new KubeEventRecorder({
       core,

@@ -82,6 +82,8 @@ interface Tracked {
   address?: string;
   /** The agent has the pod: logs, exec and stats can go to it. */
   dispatched: boolean;
+  /** The record as this task last read or wrote it: only the task writes it while it runs. */
+  stored?: StoredCell;
 }
 
 /** Retry delays for failures that are not the cloud's (network, agent, Kubernetes). */
@@ -205,6 +207,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
     }
     // The recorded name, not one derived from the pod: a claimed standby cell keeps its VM name.
     const t = this.track(pod, stored.record.cellName);
+    t.stored = stored;
     if (stored.record.address) t.address = stored.record.address;
     if (stored.record.state === 'dispatched' && t.address) {
       // Adopted after a restart: the agent has the pod; only its status is read again.
@@ -378,8 +381,9 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
   }
 
   private async mutate(t: Tracked, changes: CellChanges): Promise<CellRecord> {
-    const r = await this.o.cells.mutate(t.uid, () => changes);
+    const r = await this.o.cells.mutate(t.uid, () => changes, 5, t.stored);
     if (!r) throw new Error(`the cell record of ${t.key} is gone`);
+    t.stored = r;
     return r.record;
   }
 
@@ -389,11 +393,13 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
     let failures = 0;
     while (!signal.aborted) {
       try {
-        const cur = await this.o.cells.get(t.uid);
+        const cur = t.stored ?? (await this.o.cells.get(t.uid));
         if (!cur) return;
+        t.stored = cur;
         if (await this.step(t, cur.record, signal)) return;
         failures = 0;
       } catch (err) {
+        t.stored = undefined;
         if (signal.aborted) return;
         const delay = await this.failed(t, err, failures++);
         if (delay === null) return;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { eventually, startTestKube, type TestKube } from '../testing/kube.ts';
+import { KubeDnsAddress } from './cluster-dns.ts';
 import { DispatchConfigError, resolveDispatch } from './pod-dispatch.ts';
 import { qosClass, statusFromAgent, waitingStatus } from './pod-status.ts';
 import { unsupportedFeatures } from './unsupported-features.ts';
@@ -192,6 +193,40 @@ describe('pod dispatch resolution (kube emulator)', function () {
     });
     assert.equal((await resolveDispatch(pod({ dnsPolicy: 'Default' }), { core })).request.dns, undefined);
   });
+
+  it('the kube-dns address is read once for a burst of pods and again after its TTL', async () => {
+    await core.createNamespace({ body: { metadata: { name: 'kube-system' } } }).catch(() => undefined);
+    await core
+      .createNamespacedService({
+        namespace: 'kube-system',
+        body: { metadata: { name: 'kube-dns' }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 53 }] } },
+      })
+      .catch(() => undefined);
+    let now = 0;
+    const kubeDns = new KubeDnsAddress(core, 30_000, () => now);
+    const reads = await kubeReads();
+    const all = await Promise.all(
+      Array.from({ length: 20 }, () => resolveDispatch(pod({}), { core, kubeDns })),
+    );
+    assert.ok(all.every((r) => r.request.dns?.nameservers[0] === '10.96.0.10'));
+    assert.equal((await kubeReads()) - reads, 1);
+    now += 31_000;
+    await resolveDispatch(pod({}), { core, kubeDns });
+    assert.equal((await kubeReads()) - reads, 2);
+  });
+
+  /** GETs of services the emulator has answered so far (every response code). */
+  async function kubeReads(): Promise<number> {
+    const text = await (
+      await fetch(`${kube.emulator.url}/metrics`, {
+        headers: { authorization: `Bearer ${kube.emulator.adminToken}` },
+      })
+    ).text();
+    return text
+      .split('\n')
+      .filter((l) => /^kube_emulator_requests_total\{.*verb="get".*resource="services"/.test(l))
+      .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+  }
 });
 
 describe('unsupported features and pod status', () => {

@@ -12,6 +12,7 @@ import type {
   V1Pod,
   V1Secret,
 } from '@kubernetes/client-node';
+import { KubeDnsAddress } from './cluster-dns.ts';
 import type { PodDnsConfig, PutPodRequest, VolumeFiles } from '../../lib/cell-agent-api.ts';
 
 /** A ConfigMap, Secret or token the pod needs is missing or unreadable; retry once it exists. */
@@ -32,6 +33,8 @@ export interface DispatchOptions {
   clusterDomain?: string;
   /** Token lifetime when a projected token does not ask for one. Default 3607 s, as the kubelet. */
   defaultTokenSeconds?: number;
+  /** Where the cluster DNS address is read (and cached); default: read for each pod. */
+  kubeDns?: KubeDnsAddress;
 }
 
 export interface ResolvedDispatch {
@@ -369,14 +372,8 @@ export async function resolveDispatch(pod: V1Pod, opts: DispatchOptions): Promis
 export async function clusterDns(pod: V1Pod, opts: DispatchOptions): Promise<PodDnsConfig | undefined> {
   const policy = pod.spec?.dnsPolicy ?? 'ClusterFirst';
   if (policy !== 'ClusterFirst' && policy !== 'ClusterFirstWithHostNet') return undefined;
-  let ip: string | undefined;
-  try {
-    const svc = await opts.core.readNamespacedService({ name: 'kube-dns', namespace: 'kube-system' });
-    ip = svc.spec?.clusterIP;
-  } catch (err) {
-    if (httpCode(err) !== 404) throw err;
-  }
-  if (!ip || ip === 'None') return undefined;
+  const ip = await (opts.kubeDns ?? new KubeDnsAddress(opts.core)).get();
+  if (!ip) return undefined;
   const domain = opts.clusterDomain ?? 'cluster.local';
   const ns = pod.metadata?.namespace ?? 'default';
   return {
