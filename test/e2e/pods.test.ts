@@ -191,6 +191,40 @@ describe('pods on the virtual node (e2e, real kubectl)', function () {
     await lab.kubectlOk(['delete', 'pod', 'attach', '--wait=false']);
   });
 
+  it('kubectl run -i --rm: what is piped in reaches a new pod, its output comes back, the pod is removed', async () => {
+    const image = /image: (\S+)/.exec(lab.example('hello.yaml'))![1]!;
+    const overrides = {
+      apiVersion: 'v1',
+      spec: {
+        nodeSelector: { type: 'virtual-kubelet' },
+        tolerations: [{ key: 'virtual-kubelet.io/provider', operator: 'Exists' }],
+      },
+    };
+    // kubectl run -i makes a stdin + stdinOnce container and attaches to it.
+    const r = await lab.kubectl(
+      [
+        'run',
+        'piped',
+        '-i',
+        '--rm',
+        '--restart=Never',
+        `--image=${image}`,
+        `--overrides=${JSON.stringify(overrides)}`,
+        '--command',
+        '--',
+        'tr',
+        'a-z',
+        'A-Z',
+      ],
+      { input: 'shout this\n', timeoutMs: 90_000 },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^SHOUT THIS\n/);
+    assert.match(r.stdout, /pod "piped" deleted/);
+    const gone = await lab.kubectl(['get', 'pod', 'piped']);
+    assert.match(gone.stderr, /pods "piped" not found/);
+  });
+
   it('a web server pod answers on its pod IP', async () => {
     await lab.kubectlOk(['apply', '-f', '-'], { input: lab.example('web.yaml') });
     await waitPhase(['pod/web'], 'Running');
