@@ -1,7 +1,7 @@
 /**
  * The provider end to end in the lab, as a user drives it with real kubectl: a pod applied runs in
- * its own cell (podIP = the VM's networkIP), logs, exec, deletion, completion, a missing image,
- * and a provider killed with SIGKILL while pods boot.
+ * its own cell (podIP = the VM's networkIP), logs, exec, attach (and run -i), deletion,
+ * completion, a missing image, and a provider killed with SIGKILL while pods boot.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'mocha';
