@@ -41,6 +41,8 @@ export interface VolumeRefreshOptions extends Partial<VolumeRefreshSettings> {
   dispatch?: Omit<DispatchOptions, 'core'>;
   /** Milliseconds since the epoch. Default Date.now. */
   now?: () => number;
+  /** Re-adopted pods get new tokens within this window, spread so a restart is no burst. Default 10 s. */
+  adoptSpreadMs?: number;
 }
 
 export interface TokenRotationOptions extends VolumeRefreshOptions {
@@ -63,8 +65,6 @@ export const DEFAULT_VOLUME_REFRESH: VolumeRefreshSettings = {
 const DEFAULT_TOKEN_SECONDS = 3607;
 /** Timers are re-armed at least this often, so a far-off due time never overflows setTimeout. */
 const MAX_TIMER_MS = 86_400_000;
-/** Adopted pods get their tokens again within this window, spread so a restart is no burst. */
-const ADOPT_SPREAD_MS = 10_000;
 /** Pods refreshed at once by a ConfigMap/Secret sweep. */
 const SWEEP_CONCURRENCY = 8;
 
@@ -199,7 +199,7 @@ export class TokenRotation {
   adopted(pod: V1Pod, agent: AgentRef): void {
     const w = this.watch(pod, agent);
     if (!w?.hasTokens) return;
-    this.arm(w, Math.random() * ADOPT_SPREAD_MS);
+    this.arm(w, Math.random() * (this.o.adoptSpreadMs ?? 10_000));
   }
 
   /** The pod is gone from this provider (deleted, finished, cell removed): nothing more is sent. */
