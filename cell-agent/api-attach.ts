@@ -1,5 +1,6 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { Gauge, type Registry } from 'prom-client';
 import { WebSocketServer } from 'ws';
 import { EXEC_PROTOCOLS, statusBody, type ApiStatus } from '../lib/cell-agent-api.ts';
 import type { Logger } from '../lib/log.ts';
@@ -33,7 +34,13 @@ export function attachUpgradeHandler(
   cell: Cell,
   log: Logger,
   next: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+  metrics?: Registry,
 ) {
+  const sessions = new Gauge({
+    name: 'kip_cell_agent_attach_sessions',
+    help: 'Clients attached to containers now',
+    registers: metrics ? [metrics] : [],
+  });
   const wss = new WebSocketServer({
     noServer: true,
     handleProtocols: (protocols) => EXEC_PROTOCOLS.find((p) => protocols.has(p)) ?? false,
@@ -86,6 +93,8 @@ export function attachUpgradeHandler(
     const refused = inst.streams.refusal(c.name, stdin);
     if (refused) return reject(socket, refused.code, 'BadRequest', refused.message);
     wss.handleUpgrade(req, socket, head, (ws) => {
+      sessions.inc();
+      ws.once('close', () => sessions.dec());
       serveAttach(
         ws,
         ws.protocol || protocol,

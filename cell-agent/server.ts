@@ -54,7 +54,12 @@ export function createServer(deps: ServerDeps): https.Server {
   );
   server.on(
     'upgrade',
-    attachUpgradeHandler(deps.cell, deps.log, execUpgradeHandler(deps.cell, deps.runc, deps.log)),
+    attachUpgradeHandler(
+      deps.cell,
+      deps.log,
+      execUpgradeHandler(deps.cell, deps.runc, deps.log),
+      deps.metrics,
+    ),
   );
   server.on('tlsClientError', (err) => deps.log.info({ err: err.message }, 'TLS handshake refused'));
   server.keepAliveTimeout = 65_000;

@@ -120,6 +120,7 @@ describe('cell agent: attach', function () {
       numbers(bOut.text, 'out').some((n) => seenA.includes(n)),
       'both clients see the same lines at the same time',
     );
+    assert.match(await agent.client.metricsText(), /^kip_cell_agent_attach_sessions 2$/m);
     // Detaching one client leaves the other attached and the container running.
     b.close();
     const before = numbers(aOut.text, 'out').length;
