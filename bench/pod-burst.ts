@@ -114,6 +114,17 @@ async function kubeRequests(metricsUrl: string): Promise<{ total: number; byKind
   return { total, byKind };
 }
 
+/** The provider's JS heap and off-heap (external) memory, MiB, from its Prometheus metrics. */
+async function providerHeap(metricsUrl: string): Promise<{ heapUsed: number; external: number }> {
+  const text = await (await fetch(metricsUrl)).text();
+  const gauge = (name: string) =>
+    Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1024 / 1024;
+  return {
+    heapUsed: Math.round(gauge('kip_provider_nodejs_heap_size_used_bytes')),
+    external: Math.round(gauge('kip_provider_nodejs_external_memory_bytes')),
+  };
+}
+
 async function computeCalls(
   adminUrl: string,
 ): Promise<{ total: number; byMethod: Record<string, { total: number }> }> {
@@ -228,6 +239,7 @@ async function inside(): Promise<void> {
     const cpu1 = cpuSeconds(providerPid);
     const rss1 = memoryMiB(providerPid, 'VmRSS');
     const hwm = memoryMiB(providerPid, 'VmHWM');
+    const heap = await providerHeap(state.provider!.metrics);
     const calls1 = await computeCalls(state.compute!.admin);
     // The bench's own requests: n creates and one watch.
     const kube1 = await kubeRequests(state.kube!.metrics);
@@ -262,6 +274,7 @@ async function inside(): Promise<void> {
       kubeRequestsPerPodByKind: kubeByKind,
       providerRssMiB: { before: Math.round(rss0), after: Math.round(rss1), peak: Math.round(hwm) },
       providerRssMiBPer1000Pods: Math.round(((rss1 - rss0) * 1000) / n),
+      providerHeapMiB: heap,
       providerCpuSecondsPer1000Pods: Number((((cpu1 - cpu0) * 1000) / n).toFixed(1)),
       wallSeconds: Number(((t1 - t0) / 1000).toFixed(1)),
     };
@@ -278,6 +291,7 @@ async function inside(): Promise<void> {
     console.log(
       `provider RSS:                ${result.providerRssMiB.before} → ${result.providerRssMiB.after} MiB (peak ${result.providerRssMiB.peak})`,
     );
+    console.log(`provider heap after:         ${heap.heapUsed} MiB used, ${heap.external} MiB external`);
     console.log(`provider CPU per 1000 pods:  ${result.providerCpuSecondsPer1000Pods} s`);
     console.log(JSON.stringify(result));
     if (outcome !== 'ok') process.exitCode = 1;

@@ -66,12 +66,24 @@ describe('provider main (real etcd, kube emulator, kubectl)', function () {
 
   it('starts, registers the node and its lease, and prints a ready line', async () => {
     provider = await startProvider();
-    const ready = provider.ready as { node: string; clusterId: string; kubeletPort: number; metrics: string };
-    assert.equal(ready.node, 'kip');
-    assert.match(ready.clusterId, /^kip-[a-z0-9]{10}$/);
+    const started = provider.ready as {
+      node: string;
+      clusterId: string;
+      kubeletPort: number;
+      metrics: string;
+    };
+    assert.equal(started.node, 'kip');
+    assert.match(started.clusterId, /^kip-[a-z0-9]{10}$/);
     const node = await kube.kubectlJson<V1Node>('get', 'node', 'kip');
-    assert.equal(node.status!.daemonEndpoints!.kubeletEndpoint!.Port, ready.kubeletPort);
-    assert.equal(node.status!.conditions!.find((c) => c.type === 'Ready')!.status, 'True');
+    assert.equal(node.status!.daemonEndpoints!.kubeletEndpoint!.Port, started.kubeletPort);
+    // No cloud.endpoint and no Google credentials here: the node is registered but says why it
+    // cannot take pods.
+    const ready = node.status!.conditions!.find((c) => c.type === 'Ready')!;
+    assert.equal(ready.status, 'False');
+    assert.match(
+      ready.message ?? '',
+      /cloud: no Compute API: set cloud.endpoint or give the provider Google credentials/,
+    );
     assert.equal(node.metadata!.labels!.type, 'virtual-kubelet');
     const lease = await eventually(
       () => kube.kubectlJson<V1Lease>('get', 'lease', '-n', 'kube-node-lease', 'kip'),

@@ -309,10 +309,14 @@ async function main(): Promise<void> {
   stoppers.push(() => kubeletApi.close());
   if (cfg.kubeletApi.authentication === 'none') log.warn('kubelet API authentication is off (lab only)');
 
-  const health: HealthCheck[] = [
-    { name: 'etcd', ping: () => state.ping() },
-    ...(podPath ? [podPath.cloudHealth] : []),
-  ];
+  // Without a Compute API the node says so (Ready=False with the reason) instead of taking pods
+  // it cannot run.
+  const noCloud: HealthCheck = {
+    name: 'cloud',
+    ping: () =>
+      Promise.reject(new Error('no Compute API: set cloud.endpoint or give the provider Google credentials')),
+  };
+  const health: HealthCheck[] = [{ name: 'etcd', ping: () => state.ping() }, podPath?.cloudHealth ?? noCloud];
   const nodeCtl = new NodeController({
     core,
     node: desiredNode(cfg, { internalIP, kubeletPort: kubeletApi.port, clusterId }),
