@@ -384,7 +384,16 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
     assert.match(failed.message!, /cannot rotate the service account token .*service account "rotator"/);
     const stale = await cat(`${sa}/token`);
     await bed.kube.kubectl('create', 'serviceaccount', 'rotator');
-    await changedFrom(stale, 'a token rotated after the account came back');
+    const recovered = await changedFrom(stale, 'a token rotated after the account came back');
+
+    // After a crash the restarted provider re-adopts the cell and goes on rotating its tokens.
+    bed.provider!.proc.kill('SIGKILL');
+    await new Promise((r) => bed.provider!.proc.once('exit', r));
+    const restartedAt = Math.floor(Date.now() / 1000);
+    await bed.startProvider();
+    const adopted = await changedFrom(recovered, 'a token rotated by the restarted provider');
+    assert.ok(claims(adopted).iat >= restartedAt, 'issued after the restart');
+    assert.equal(claims(adopted)['kubernetes.io'].pod.uid, pod.metadata!.uid);
 
     const now = await getPod('rotator');
     assert.equal(
