@@ -1,4 +1,5 @@
 import {
+  chmodSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -115,6 +116,8 @@ export function writeVolumeFiles(path: string, files: Record<string, string>, mo
     const target = join(dir, rel);
     mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
     writeFileSync(target, content, { mode });
+    // The mode asked for, not what the agent's umask leaves of it.
+    chmodSync(target, mode);
   }
   const data = join(path, DATA_LINK);
   const old = existsSync(data) ? readlinkSync(data) : undefined;

@@ -124,7 +124,10 @@ describe('cell agent: replacing volume files of a running pod', function () {
         { name: 'cfg', configMap: { name: 'cfg' } },
         {
           name: 'sa',
-          projected: { sources: [{ serviceAccountToken: { path: 'token', expirationSeconds: 600 } }] },
+          projected: {
+            defaultMode: 0o664,
+            sources: [{ serviceAccountToken: { path: 'token', expirationSeconds: 600 } }],
+          },
         },
         { name: 'scratch', emptyDir: {} },
       ],
@@ -160,6 +163,14 @@ describe('cell agent: replacing volume files of a running pod', function () {
     assert.equal(await cat('/etc/cfg/c'), 'three');
     assert.equal((await exec('app', ['test', '-e', '/etc/cfg/dir'])).exitCode, 1, 'dir/b was dropped');
     assert.equal(await cat('/var/run/secrets/kubernetes.io/serviceaccount/token'), 'token-2');
+    const mode = await exec('app', [
+      'stat',
+      '-L',
+      '-c',
+      '%a',
+      '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    ]);
+    assert.equal(mode.stdout.trim(), '664', 'the volume defaultMode, on the replaced file too');
     assert.equal(await cat('/etc/pinned'), 'one', 'a subPath mount keeps the content it started with');
     // One timestamped directory is left, the one ..data names.
     const stamped = readdirSync(volDir('cfg')).filter((n) => /^\.\.\d/.test(n));
