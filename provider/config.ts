@@ -48,6 +48,8 @@ export interface ProviderConfig {
     agentImage?: string;
     insecureRegistries: string[];
     standby: StandbyConfig[];
+    finishedLogBytes: number;
+    finishedLogBudgetBytes: number;
   };
   etcd: {
     endpoints: string[];
@@ -169,6 +171,8 @@ export const providerConfigSchema = {
             },
           },
         },
+        finishedLogBytes: { type: 'integer', minimum: 0, maximum: 1073741824, default: 1048576 },
+        finishedLogBudgetBytes: { type: 'integer', minimum: 0, default: 268435456 },
       },
     },
     etcd: {

@@ -35,6 +35,7 @@ import { LeaseController } from './node/lease-controller.ts';
 import { NodeController, type HealthCheck } from './node/node-controller.ts';
 import { desiredNode } from './node/node-object.ts';
 import { CellManager } from './pods/cell-manager.ts';
+import { FinishedLogs } from './pods/finished-logs.ts';
 import { StandbyPool, isStandbyVm } from './pods/standby-pool.ts';
 import { KubeEventRecorder } from './pods/events.ts';
 import { kubeletHandlers } from './pods/kubelet-handlers.ts';
@@ -161,7 +162,20 @@ async function startPodPath(o: {
     intervalMs: Math.max(1000, listIntervalMs),
   });
   const kubeDns = new KubeDnsAddress(core);
+  const finishedLogs = new FinishedLogs({
+    perContainerBytes: cfg.cells.finishedLogBytes,
+    budgetBytes: cfg.cells.finishedLogBudgetBytes,
+    log,
+    registry: metrics.registry,
+  });
+  // Kept logs go with the pod. Its deletion cannot be told apart in the cell manager: a finished
+  // pod's VM is removed through deletePod too.
+  o.podInformer.onChange((key, event) => {
+    if (event === 'delete')
+      finishedLogs.forget(key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1));
+  });
   const cellManager = new CellManager({
+    finishedLogs,
     ...(standby.enabled ? { standby } : {}),
     cloud,
     observer,
@@ -201,7 +215,7 @@ async function startPodPath(o: {
       if (Date.now() - observer.snapshot().at > 3 * listIntervalMs + 10_000) await observer.refresh();
     },
   };
-  return { cloud, observer, cellManager, standby, podController, cloudHealth };
+  return { cloud, observer, cellManager, standby, podController, cloudHealth, finishedLogs };
 }
 
 async function main(): Promise<void> {
@@ -301,7 +315,15 @@ async function main(): Promise<void> {
         : null,
     handlers: {
       pods: { listPods: () => podInformer.list() },
-      ...(podPath ? kubeletHandlers({ agents: podPath.cellManager, nodeName: cfg.nodeName, log }) : {}),
+      ...(podPath
+        ? kubeletHandlers({
+            agents: podPath.cellManager,
+            nodeName: cfg.nodeName,
+            log,
+            finishedLogs: podPath.finishedLogs,
+            lookupPod: (ns, name) => podInformer.get(`${ns}/${name}`),
+          })
+        : {}),
     },
     log,
     requests: metrics.kubeletApiRequests,

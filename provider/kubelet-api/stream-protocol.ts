@@ -1,5 +1,6 @@
 import { PassThrough, Writable } from 'node:stream';
 import type { WebSocket } from 'ws';
+import { CellAgentError } from '../../lib/cell-agent-client.ts';
 import {
   InvalidInputError,
   type SessionResult,
@@ -72,16 +73,40 @@ export function exitStatus(result: SessionResult, command: string[]): Record<str
   };
 }
 
-/** The Status for a session that failed before or while running (not found, internal error). */
+// Reasons of the Status for a 4xx, as the API server names them (metav1.StatusReason).
+const REASONS: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  405: 'MethodNotAllowed',
+  409: 'Conflict',
+  410: 'Gone',
+  422: 'Invalid',
+  429: 'TooManyRequests',
+};
+
+/**
+ * The HTTP code a session error stands for: 404 and 400 for the kubelet API's own errors, the
+ * agent's code for a 4xx the cell agent answered (CellAgentError carries it), else 500.
+ */
+function codeOf(err: Error): number {
+  if (err.name === 'NotFoundError') return 404;
+  if (err.name === 'InvalidInputError') return 400;
+  const code = (err as { code?: unknown }).code;
+  if (err instanceof CellAgentError && typeof code === 'number' && code >= 400 && code < 500) return code;
+  return 500;
+}
+
+/**
+ * The Status for a session that failed before or while running. A refusal (not found, a bad
+ * request, the agent's 4xx with its reason) keeps its code; anything else is an internal error.
+ */
 export function errorStatus(err: Error): Record<string, unknown> {
-  const notFound = err.name === 'NotFoundError';
-  return {
-    metadata: {},
-    status: 'Failure',
-    message: err.message,
-    reason: notFound ? 'NotFound' : 'InternalError',
-    code: notFound ? 404 : 500,
-  };
+  const code = codeOf(err);
+  const agentReason = err instanceof CellAgentError ? err.status?.reason : undefined;
+  const reason = code === 500 ? 'InternalError' : (agentReason ?? REASONS[code] ?? 'BadRequest');
+  return { metadata: {}, status: 'Failure', message: err.message, reason, code };
 }
 
 /**

@@ -33,6 +33,7 @@ import {
   type PodLifecycleHandler,
   type PodNotifier,
 } from './types.ts';
+import type { FinishedLogs } from './finished-logs.ts';
 import type { StandbyPool } from './standby-pool.ts';
 import { TokenRotation, type VolumeRefreshOptions } from './token-rotation.ts';
 import { describeUnsupported, unsupportedFeatures } from './unsupported-features.ts';
@@ -67,6 +68,8 @@ export interface CellManagerOptions {
   standby?: Pick<StandbyPool, 'claim'>;
   /** Token rotation and ConfigMap/Secret refresh on running cells (token-rotation.ts); off when absent. */
   volumeRefresh?: VolumeRefreshOptions;
+  /** Keeps a finished pod's logs before its VM goes (finished-logs.ts); none are kept when absent. */
+  finishedLogs?: Pick<FinishedLogs, 'collect'>;
 }
 
 interface Tracked {
@@ -504,7 +507,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
           const message = `the pod's VM ${t.cellName} is gone (preempted or deleted outside Kip)`;
           this.setStatus(t, lostStatus(t.status, message));
           await this.o.events.record(t.pod, 'Warning', 'CellLost', message);
-        }
+        } else await this.o.finishedLogs?.collect(t.pod, t.client); // `kubectl logs` outlives the VM
         // A finished pod keeps its terminal status and loses its VM.
         t.deleting ??= this.removeCell(t, { stop: false, graceSeconds: 0, fromRun: true }).finally(() => {
           t.deleting = undefined;

@@ -1,10 +1,11 @@
 /**
  * The kubelet API's handlers for the pod path: logs, exec, attach and stats go to the pod's cell
- * agent over mutual TLS (`/metrics/resource` is built from the same stats).
+ * agent over mutual TLS (`/metrics/resource` is built from the same stats). The logs of a pod
+ * that finished, whose VM is gone, come from what the provider kept (finished-logs.ts).
  */
 import type { Readable } from 'node:stream';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { LogOptions as AgentLogOptions } from '../../lib/cell-agent-api.ts';
+import type { ApiStatus, LogOptions as AgentLogOptions } from '../../lib/cell-agent-api.ts';
 import { CellAgentError, type CellAgentClient, type ExecSession } from '../../lib/cell-agent-client.ts';
 import type { Logger } from '../../lib/log.ts';
 import {
@@ -22,6 +23,8 @@ import {
   type StatsSummary,
   type StreamOptions,
 } from '../kubelet-api/types.ts';
+import type { FinishedLogs } from './finished-logs.ts';
+import { isTerminalPhase } from './pod-status.ts';
 
 /** Where the handlers find a pod's agent (the cell manager). */
 export interface AgentDirectory {
@@ -35,6 +38,10 @@ export interface KubeletHandlersOptions {
   log: Logger;
   /** Per-cell stats timeout. Default 5 s: one slow cell must not stall metrics-server's scrape. */
   statsTimeoutMs?: number;
+  /** The logs kept of finished pods whose VMs are gone; without it those pods have no logs. */
+  finishedLogs?: Pick<FinishedLogs, 'get' | 'read'>;
+  /** The pod as Kubernetes has it (the pod informer), to tell a finished pod from an unknown one. */
+  lookupPod?: (namespace: string, name: string) => V1Pod | undefined;
 }
 
 function findTarget(agents: AgentDirectory, target: ContainerRef) {
@@ -98,9 +105,23 @@ export function kubeletHandlers(o: KubeletHandlersOptions): {
   return {
     containerLogs: {
       async containerLogs(target: ContainerRef, opts: LogOptions, signal: AbortSignal): Promise<Readable> {
-        const client = resolveTarget(o.agents, target);
-        if (opts.stream !== 'All')
+        const found = o.agents.agentFor(target.namespace, target.pod);
+        const kept = o.finishedLogs?.get(target.namespace, target.pod);
+        const live = o.lookupPod?.(target.namespace, target.pod);
+        // Kept logs are the pod's own only while no other pod of that name exists; they also serve
+        // while the finished pod's VM is being deleted.
+        const keptFits =
+          kept &&
+          (!found || found.pod.metadata?.uid === kept.uid) &&
+          (!o.lookupPod || live?.metadata?.uid === kept.uid);
+        if (opts.stream !== 'All' && (found || keptFits))
           throw new InvalidInputError(`stream: only All is supported by Kip cells (got ${opts.stream})`);
+        if (keptFits) return o.finishedLogs!.read(target.namespace, target.pod, target.container, opts);
+        if (!found && live && isTerminalPhase(live.status?.phase))
+          throw new NotFoundError(
+            `pod ${target.namespace}/${target.pod} has finished (${live.status!.phase}) and its VM was deleted; its logs are no longer available (the provider keeps finished pods' logs in memory until it restarts, within cells.finishedLogBudgetBytes)`,
+          );
+        const client = resolveTarget(o.agents, target);
         const q: AgentLogOptions = {
           follow: opts.follow,
           previous: opts.previous,
@@ -153,9 +174,14 @@ export function kubeletHandlers(o: KubeletHandlersOptions): {
           stderr: opts.stderr,
         });
         const r = await bridge(session, false, streams);
-        // The attach ends with Success when the container exits; a Failure is the agent detaching us.
+        // The attach ends with Success when the container exits; a Failure is the agent refusing
+        // or detaching us, and its code (a 400 for a container that just exited) goes to the client.
         if (r.status.status !== 'Success')
-          throw new Error(String(r.status.message ?? 'the cell agent ended the attach'));
+          throw new CellAgentError(
+            Number(r.status.code) || 500,
+            String(r.status.message ?? 'the cell agent ended the attach'),
+            r.status as unknown as ApiStatus,
+          );
         return { exitCode: 0 };
       },
     },
