@@ -229,6 +229,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
   updatePod(pod: V1Pod): Promise<void> {
     const t = this.byUid.get(pod.metadata!.uid!);
     if (t) t.pod = { ...pod, status: t.pod.status };
+    this.volumes?.updated(pod);
     return Promise.resolve();
   }
 

@@ -192,4 +192,31 @@ describe('token rotation and volume refresh (kube emulator)', function () {
     assert.equal(fromB64(agent.puts[1]!.volumes.cfg?.files.mode), 'slow');
     assert.equal(agent.token(), token, 'the token is kept until it is due');
   });
+
+  it('rewrites downward API files of labels when the pod is relabelled, and nothing else', async () => {
+    const { r } = start();
+    const pod = await core.createNamespacedPod({
+      namespace: 'default',
+      body: {
+        metadata: { name: `p${seq++}`, labels: { tier: 'web' } },
+        spec: {
+          containers: [{ name: 'c', image: 'busybox' }],
+          volumes: [
+            {
+              name: 'info',
+              downwardAPI: { items: [{ path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } }] },
+            },
+          ],
+        },
+      },
+    });
+    const agent = new RecordingAgent();
+    r.dispatched(pod, () => agent, await resolveDispatch(pod, { core }));
+    r.updated({ ...pod, status: { phase: 'Running' } });
+    await new Promise((res) => setTimeout(res, 200));
+    assert.equal(agent.attempts, 0, 'a status change is not a volume change');
+    r.updated({ ...pod, metadata: { ...pod.metadata, labels: { tier: 'gold' } } });
+    await eventually(async () => agent.puts.length === 1, 5000, 'the labels file sent');
+    assert.equal(fromB64(agent.puts[0]!.volumes.info?.files.labels), 'tier="gold"');
+  });
 });

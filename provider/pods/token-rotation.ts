@@ -77,10 +77,12 @@ interface HeldToken {
 interface Watched {
   pod: V1Pod;
   agent: AgentRef;
-  /** Volumes whose files can change: configMap, secret, projected. */
+  /** Volumes whose files can change: configMap, secret, projected, downwardAPI. */
   names: string[];
   hasTokens: boolean;
   hasObjects: boolean;
+  /** Downward API files of labels or annotations, rewritten when those change. */
+  hasMetadataFiles: boolean;
   /** Tokens the agent has, by audiences and requested lifetime. */
   tokens: Map<string, HeldToken>;
   /** The volume files last accepted by the agent (JSON), to send only changes. */
@@ -202,6 +204,19 @@ export class TokenRotation {
     this.arm(w, Math.random() * (this.o.adoptSpreadMs ?? 10_000));
   }
 
+  /**
+   * The pod object as the API server has it now. When its labels or annotations changed, downward
+   * API files of them are rewritten, as the kubelet does. Cheap when nothing changed.
+   */
+  updated(pod: V1Pod): void {
+    const w = this.pods.get(pod.metadata?.uid ?? '');
+    if (!w?.hasMetadataFiles) return;
+    const meta = (p: V1Pod) => JSON.stringify([p.metadata?.labels ?? {}, p.metadata?.annotations ?? {}]);
+    if (meta(pod) === meta(w.pod)) return;
+    w.pod = { ...w.pod, metadata: pod.metadata };
+    void this.enqueue(w);
+  }
+
   /** The pod is gone from this provider (deleted, finished, cell removed): nothing more is sent. */
   forget(uid: string): void {
     const w = this.pods.get(uid);
@@ -227,18 +242,24 @@ export class TokenRotation {
   private watch(pod: V1Pod, agent: AgentRef): Watched | undefined {
     const uid = pod.metadata!.uid!;
     this.forget(uid);
-    const vols = (pod.spec?.volumes ?? []).filter((v) => v.configMap || v.secret || v.projected);
+    const vols = (pod.spec?.volumes ?? []).filter(
+      (v) => v.configMap || v.secret || v.projected || v.downwardAPI,
+    );
     const sources = vols.flatMap((v) => v.projected?.sources ?? []);
     const hasTokens = sources.some((s) => s.serviceAccountToken);
     const hasObjects =
       vols.some((v) => v.configMap || v.secret) || sources.some((s) => s.configMap || s.secret);
-    if (!hasTokens && !hasObjects) return undefined;
+    const hasMetadataFiles = [...vols.map((v) => v.downwardAPI), ...sources.map((s) => s.downwardAPI)].some(
+      (d) => d?.items?.some((i) => /^metadata\.(labels|annotations)/.test(i.fieldRef?.fieldPath ?? '')),
+    );
+    if (!hasTokens && !hasObjects && !hasMetadataFiles) return undefined;
     const w: Watched = {
       pod,
       agent,
       names: vols.map((v) => v.name),
       hasTokens,
       hasObjects,
+      hasMetadataFiles,
       tokens: new Map(),
       busy: Promise.resolve(),
       queued: false,

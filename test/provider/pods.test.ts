@@ -310,7 +310,10 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
                 { configMap: { name: 'rotator-settings', items: [{ key: 'greeting', path: 'greeting' }] } },
                 {
                   downwardAPI: {
-                    items: [{ path: 'namespace', fieldRef: { fieldPath: 'metadata.namespace' } }],
+                    items: [
+                      { path: 'namespace', fieldRef: { fieldPath: 'metadata.namespace' } },
+                      { path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } },
+                    ],
                   },
                 },
               ],
@@ -371,6 +374,13 @@ describe('provider pod path (kube emulator, GCE emulator with netns cells, real 
       'the new ConfigMap content in both volumes',
     );
     assert.equal(await cat(`${sa}/namespace`), 'default');
+    // Relabelling the pod rewrites the downward API file of its labels.
+    await bed.kube.kubectl('label', 'pod', 'rotator', 'tier=gold');
+    await eventually(
+      async () => (await cat(`${sa}/labels`)).includes('tier="gold"'),
+      20_000,
+      'the new label in the downward API file',
+    );
 
     // Without its service account the token cannot be re-requested: a Warning event, then a
     // retry with backoff that succeeds once the account is back.
