@@ -35,6 +35,9 @@ function httpCode(err: unknown): number | undefined {
 
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
+/** How long a Pending status waits before it is written, so that a quick successor replaces it. */
+export const PENDING_STATUS_DELAY_MS = 250;
+
 export class PodController {
   readonly syncFromKubernetes: WorkQueue<string>;
   readonly syncStatusFromProvider: WorkQueue<string>;
@@ -60,7 +63,10 @@ export class PodController {
     provider.notifyPods((pod) => {
       const key = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
       this.fromProvider.set(key, pod);
-      this.syncStatusFromProvider.add(key);
+      // Waiting statuses (VM being created, booting, agent starting) follow each other quickly; a
+      // short delay writes only the latest. Running and terminal statuses are written at once.
+      if (pod.status?.phase === 'Pending') this.syncStatusFromProvider.addAfter(key, PENDING_STATUS_DELAY_MS);
+      else this.syncStatusFromProvider.add(key);
     });
     await informer.ready;
     await this.deleteDanglingPods();
