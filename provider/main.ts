@@ -162,6 +162,12 @@ async function startPodPath(o: {
     intervalMs: Math.max(1000, listIntervalMs),
   });
   const kubeDns = new KubeDnsAddress(core);
+  const events = new KubeEventRecorder({
+    core,
+    nodeName: cfg.nodeName,
+    log,
+    onEvent: (type, reason) => metrics.podEvents.inc({ type, reason }),
+  });
   const finishedLogs = new FinishedLogs({
     perContainerBytes: cfg.cells.finishedLogBytes,
     budgetBytes: cfg.cells.finishedLogBudgetBytes,
@@ -187,12 +193,7 @@ async function startPodPath(o: {
     insecureRegistries: cfg.cells.insecureRegistries,
     resolveDispatch: (pod) => resolveDispatch(pod, { core, kubeDns }),
     volumeRefresh: { core, ...cfg.volumes },
-    events: new KubeEventRecorder({
-      core,
-      nodeName: cfg.nodeName,
-      log,
-      onEvent: (type, reason) => metrics.podEvents.inc({ type, reason }),
-    }),
+    events,
     ...(meter ? { meter } : {}),
     log,
     onBooted: (machineType, seconds) => metrics.bootDuration.observe({ machine_type: machineType }, seconds),
@@ -215,7 +216,7 @@ async function startPodPath(o: {
       if (Date.now() - observer.snapshot().at > 3 * listIntervalMs + 10_000) await observer.refresh();
     },
   };
-  return { cloud, observer, cellManager, standby, podController, cloudHealth, finishedLogs };
+  return { cloud, observer, cellManager, standby, podController, cloudHealth, finishedLogs, events };
 }
 
 async function main(): Promise<void> {
@@ -364,6 +365,8 @@ async function main(): Promise<void> {
   stoppers.push(async () => {
     await Promise.all([podPath?.cellManager.stop(), podPath?.standby.stop()]);
     podPath?.observer.stop();
+    // Events still queued get a moment to be written.
+    await Promise.race([podPath?.events.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);
   });
 
   const metricsServer: Server = createServer((req, res) => {
