@@ -510,11 +510,15 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
           const message = `the pod's VM ${t.cellName} is gone (preempted or deleted outside Kip)`;
           this.setStatus(t, lostStatus(t.status, message));
           await this.o.events.record(t.pod, 'Warning', 'CellLost', message);
-        } else await this.o.finishedLogs?.collect(t.pod, t.client); // `kubectl logs` outlives the VM
-        // A finished pod keeps its terminal status and loses its VM.
-        t.deleting ??= this.removeCell(t, { stop: false, graceSeconds: 0, fromRun: true }).finally(() => {
-          t.deleting = undefined;
-        });
+        }
+        // A finished pod keeps its terminal status and loses its VM. Its logs are kept first
+        // (`kubectl logs` outlives the VM), as part of the removal: a deletePod meanwhile (the
+        // pod controller's, once it sees the terminal phase) joins it instead of awaiting this task.
+        t.deleting ??= Promise.resolve(final !== 'lost' && this.o.finishedLogs?.collect(t.pod, t.client))
+          .then(() => this.removeCell(t, { stop: false, graceSeconds: 0, fromRun: true }))
+          .finally(() => {
+            t.deleting = undefined;
+          });
         await t.deleting;
         return true;
       }

@@ -263,6 +263,33 @@ describe('pods on the virtual node (e2e, real kubectl)', function () {
     assert.equal(await get('job', '.status.phase'), 'Succeeded', 'the terminal status stays');
   });
 
+  it('kubectl logs of the finished pod after its VM is gone: its output, --tail=1, --timestamps; --previous refused clearly; after a provider restart, a clear 404', async () => {
+    assert.equal(await cellOf('job'), undefined, `no VM any more\n${lab.logTail('provider')}`);
+    assert.equal(await lab.kubectlOk(['logs', 'job']), 'computing...\nresult: 42\n');
+    assert.equal(await lab.kubectlOk(['logs', 'job', '--tail=1']), 'result: 42\n');
+    assert.match(
+      await lab.kubectlOk(['logs', 'job', '--timestamps', '--since-time=2000-01-01T00:00:00Z']),
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z computing\.\.\.\n\S+Z result: 42\n$/,
+    );
+    assert.equal(await lab.kubectlOk(['logs', 'job', '-f']), 'computing...\nresult: 42\n', '-f ends');
+    const previous = await lab.kubectl(['logs', 'job', '--previous']);
+    assert.notEqual(previous.code, 0);
+    assert.match(previous.stderr, /previous terminated container "job" in pod "job" not found/);
+    // Kept in the provider's memory only: after a restart, the error says where they went.
+    await lab.killProvider();
+    await lab.restartProvider();
+    // The restarted provider listens on a new port; the node says so at its next status write.
+    const gone = await until('the restarted provider answering', async () => {
+      const r = await lab.kubectl(['logs', 'job']);
+      return /ECONNREFUSED/.test(r.stderr) ? undefined : r;
+    });
+    assert.notEqual(gone.code, 0);
+    assert.match(
+      gone.stderr,
+      /pod default\/job has finished \(Succeeded\) and its VM was deleted; its logs are no longer available/,
+    );
+  });
+
   it('a missing image: a clear waiting reason and an event', async () => {
     const manifest = lab
       .example('job.yaml')
