@@ -252,7 +252,22 @@ async function inside(): Promise<void> {
     const timeout = new Promise<'timeout'>((r) =>
       setTimeout(() => r('timeout'), opts.timeout * 1000).unref(),
     );
+    // Progress every 2 s: pods Running, the provider's cells by state and its queues' depth.
+    const progress = setInterval(() => {
+      void (async () => {
+        const text = await (await fetch(state.provider!.metrics)).text();
+        const series = (name: string, label: string) =>
+          [...text.matchAll(new RegExp(`^${name}\\{[^}]*${label}="([^"]+)"[^}]*\\} (\\S+)`, 'gm'))]
+            .filter((m) => Number(m[2]) > 0)
+            .map((m) => `${m[1]} ${m[2]}`)
+            .join(', ');
+        console.log(
+          `  ${((performance.now() - t0) / 1000).toFixed(0)} s: ${running.size}/${n} Running; cells: ${series('kip_cells', 'state')}; queues: ${series('kip_workqueue_depth', 'queue') || 'empty'}`,
+        );
+      })().catch(() => undefined);
+    }, 2000);
     const outcome = await Promise.race([done.then(() => 'ok' as const), timeout]);
+    clearInterval(progress);
     const t1 = performance.now();
     watch.abort();
     const cpu1 = cpuSeconds(providerPid);
