@@ -171,6 +171,7 @@ async function startPodPath(o: {
   const finishedLogs = new FinishedLogs({
     perContainerBytes: cfg.cells.finishedLogBytes,
     budgetBytes: cfg.cells.finishedLogBudgetBytes,
+    podExists: (ns, name, uid) => o.podInformer.get(`${ns}/${name}`)?.metadata?.uid === uid,
     log,
     registry: metrics.registry,
   });

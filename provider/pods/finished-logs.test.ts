@@ -201,6 +201,37 @@ describe('finished pod logs (provider/pods/finished-logs.ts)', () => {
     assert.equal(store.bytes, 0);
   });
 
+  it('a pod deleted while its logs are being read is not kept afterwards', async () => {
+    const store = new FinishedLogs({ log });
+    let release: () => void = () => {};
+    const slow: LogSource = {
+      logs: () =>
+        new Promise((resolve) => {
+          release = () => resolve(Readable.from([Buffer.from(lines('x', 1))]));
+        }),
+    };
+    const collecting = store.collect(pod('job', ['main']), slow);
+    await new Promise((r) => setImmediate(r));
+    store.forget('default', 'job');
+    release();
+    await collecting;
+    assert.equal(store.get('default', 'job'), undefined);
+    assert.equal(store.size, 0);
+  });
+
+  it('a pod already gone from Kubernetes when its logs are read is not kept', async () => {
+    const live = new Set(['default/job']);
+    const store = new FinishedLogs({
+      log,
+      podExists: (ns, name, uid) => live.has(`${ns}/${name}`) && uid === 'uid-job',
+    });
+    await store.collect(pod('job', ['main']), agent({ main: lines('x', 1) }));
+    assert.ok(store.get('default', 'job'));
+    live.clear();
+    await store.collect(pod('job', ['main']), agent({ main: lines('x', 1) }));
+    assert.equal(store.get('default', 'job'), undefined, 'the kept copy replaced by nothing');
+  });
+
   it('perContainerBytes 0 keeps nothing and asks the agent nothing', async () => {
     const store = new FinishedLogs({ log, perContainerBytes: 0 });
     const a = agent({ main: lines('x', 1) });

@@ -31,6 +31,11 @@ export interface FinishedLogsOptions {
   /** How long reading one pod's logs from its agent may take before giving up. Default 5 s. */
   timeoutMs?: number;
   log: Logger;
+  /**
+   * Whether Kubernetes still has the pod (the pod informer): a pod deleted before its logs were
+   * read is not kept. Absent: every pod counts as still there.
+   */
+  podExists?: (namespace: string, name: string, uid: string) => boolean;
   /** Gauges of pods and bytes kept, counter of pods evicted. */
   registry?: Registry;
   now?: () => number;
@@ -95,6 +100,8 @@ export class FinishedLogs {
   /** By `namespace/name`, oldest kept first (Map order is the eviction order). */
   private readonly pods = new Map<string, FinishedPodLogs>();
   private total = 0;
+  /** Collections in flight, by `namespace/name`: a pod deleted meanwhile must not be kept after. */
+  private readonly collecting = new Map<string, { uid: string; forgotten: boolean }>();
   readonly perContainerBytes: number;
   readonly budgetBytes: number;
   private readonly timeoutMs: number;
@@ -148,6 +155,9 @@ export class FinishedLogs {
     const name = pod.metadata?.name ?? '';
     if (this.perContainerBytes === 0) return;
     const names = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c) => c.name);
+    const uid = pod.metadata?.uid ?? '';
+    const flight = { uid, forgotten: false };
+    this.collecting.set(keyOf(namespace, name), flight);
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), this.timeoutMs);
     const failures: Record<string, string> = {};
@@ -174,9 +184,13 @@ export class FinishedLogs {
           { pod: keyOf(namespace, name), containers: failures },
           'could not keep the logs of a finished pod before deleting its VM',
         );
-      this.keep({ namespace, name, uid: pod.metadata?.uid ?? '' }, new Map(read));
+      const gone = !(this.o.podExists?.(namespace, name, uid) ?? true);
+      if (gone) this.forget(namespace, name, uid);
+      else if (!flight.forgotten) this.keep({ namespace, name, uid }, new Map(read));
     } finally {
       clearTimeout(timer);
+      if (this.collecting.get(keyOf(namespace, name)) === flight)
+        this.collecting.delete(keyOf(namespace, name));
     }
   }
 
@@ -220,6 +234,8 @@ export class FinishedLogs {
   /** Drops the pod's kept logs (it was deleted); with `uid`, only if they are that pod's. */
   forget(namespace: string, name: string, uid?: string): void {
     const key = keyOf(namespace, name);
+    const flight = this.collecting.get(key);
+    if (flight && (uid === undefined || flight.uid === uid)) flight.forgotten = true;
     if (uid !== undefined && this.pods.get(key)?.uid !== uid) return;
     this.drop(key);
     this.update();

@@ -263,7 +263,11 @@ describe('pods on the virtual node (e2e, real kubectl)', function () {
     assert.equal(await get('job', '.status.phase'), 'Succeeded', 'the terminal status stays');
   });
 
-  it('kubectl logs of the finished pod after its VM is gone: its output, --tail=1, --timestamps; --previous refused clearly; after a provider restart, a clear 404', async () => {
+  it('kubectl logs of the finished pod after its VM is gone: its output, --tail=1, --timestamps; --previous refused clearly; dropped when the pod is deleted; after a provider restart, a clear 404', async () => {
+    // A second finished pod, for the deletion and restart checks at the end.
+    await lab.kubectlOk(['apply', '-f', '-'], {
+      input: lab.example('job.yaml').replace('name: job', 'name: job-2'),
+    });
     assert.equal(await cellOf('job'), undefined, `no VM any more\n${lab.logTail('provider')}`);
     assert.equal(await lab.kubectlOk(['logs', 'job']), 'computing...\nresult: 42\n');
     assert.equal(await lab.kubectlOk(['logs', 'job', '--tail=1']), 'result: 42\n');
@@ -275,19 +279,31 @@ describe('pods on the virtual node (e2e, real kubectl)', function () {
     const previous = await lab.kubectl(['logs', 'job', '--previous']);
     assert.notEqual(previous.code, 0);
     assert.match(previous.stderr, /previous terminated container "job" in pod "job" not found/);
+
+    // Deleting a finished pod drops its kept logs (the provider's gauge of pods whose logs it keeps).
+    const metricsUrl = lab.state.provider!.metrics;
+    const keptPods = async () =>
+      Number(/^kip_finished_pod_logs (\d+)$/m.exec(await (await fetch(metricsUrl)).text())?.[1]);
+    await waitPhase(['pod/job-2'], 'Succeeded');
+    assert.equal(await until('job-2 kept', async () => ((await keptPods()) === 2 ? 2 : undefined)), 2);
+    assert.equal(await lab.kubectlOk(['logs', 'job-2', '--tail=1']), 'result: 42\n');
+    await lab.kubectlOk(['delete', 'pod', 'job']);
+    assert.equal(await until('job dropped', async () => ((await keptPods()) === 1 ? 1 : undefined)), 1);
+
     // Kept in the provider's memory only: after a restart, the error says where they went.
     await lab.killProvider();
     await lab.restartProvider();
     // The restarted provider listens on a new port; the node says so at its next status write.
     const gone = await until('the restarted provider answering', async () => {
-      const r = await lab.kubectl(['logs', 'job']);
+      const r = await lab.kubectl(['logs', 'job-2']);
       return /ECONNREFUSED/.test(r.stderr) ? undefined : r;
     });
     assert.notEqual(gone.code, 0);
     assert.match(
       gone.stderr,
-      /pod default\/job has finished \(Succeeded\) and its VM was deleted; its logs are no longer available/,
+      /pod default\/job-2 has finished \(Succeeded\) and its VM was deleted; its logs are no longer available/,
     );
+    await lab.kubectlOk(['delete', 'pod', 'job-2']);
   });
 
   it('a missing image: a clear waiting reason and an event', async () => {
