@@ -15,6 +15,7 @@ describe('provider config', () => {
     assert.equal(cfg.node.capacity.pods, '1000');
     assert.deepEqual(cfg.cloud.zones, ['us-central1-a', 'us-central1-b']);
     assert.equal(cfg.cells.defaultMachineType, 'e2-small');
+    assert.deepEqual([cfg.cells.finishedLogBytes, cfg.cells.finishedLogBudgetBytes], [1 << 20, 256 << 20]);
     assert.deepEqual(cfg.etcd.endpoints, ['http://127.0.0.1:2379']);
     assert.equal(cfg.kubeletApi.listen, '0.0.0.0:10250');
     assert.equal(cfg.kubeletApi.authentication, 'webhook');
@@ -42,6 +43,11 @@ describe('provider config', () => {
       /not in region/,
     );
     rejects({ cloud: { project: 'kip-lab-project' }, cells: { diskSizeGb: 5 } }, 'cells.diskSizeGb', />= 10/);
+    rejects(
+      { cloud: { project: 'kip-lab-project' }, cells: { finishedLogBudgetBytes: '1Gi' } },
+      'cells.finishedLogBudgetBytes',
+      /integer/,
+    );
     rejects(
       { cloud: { project: 'kip-lab-project' }, kubeletApi: { listen: '10250' } },
       'kubeletApi.listen',
