@@ -2,26 +2,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { EXEC_PROTOCOLS } from '../lib/cell-agent-api.ts';
+import { rejectUpgrade as reject, streamRequest } from './stream-upgrade.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Cell } from './cell.ts';
 import { serveExec } from './exec.ts';
 import type { Runc } from './runc.ts';
-
-function reject(socket: Duplex, code: number, message: string): void {
-  const body = JSON.stringify({
-    kind: 'Status',
-    apiVersion: 'v1',
-    status: 'Failure',
-    code,
-    reason: code === 404 ? 'NotFound' : 'BadRequest',
-    message,
-  });
-  socket.end(
-    `HTTP/1.1 ${code} ${code === 404 ? 'Not Found' : 'Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
-}
-
-const flag = (v: string | null) => v === '1' || v === 'true' || v === '';
 
 /**
  * Handles `GET /v1/pod/containers/<name>/exec?command=..&stdin=1&stdout=1&stderr=1&tty=0`
@@ -37,24 +22,11 @@ export function execUpgradeHandler(cell: Cell, runc: Runc, log: Logger) {
     const url = new URL(req.url ?? '/', 'https://cell');
     const m = /^\/v1\/pod\/containers\/([^/]+)\/exec$/.exec(url.pathname);
     if (!m) return reject(socket, 404, `no WebSocket endpoint at ${url.pathname}`);
-    const offered = String(req.headers['sec-websocket-protocol'] ?? '')
-      .split(',')
-      .map((s) => s.trim());
-    const protocol = EXEC_PROTOCOLS.find((p) => offered.includes(p));
-    if (!protocol)
-      return reject(socket, 400, `Sec-WebSocket-Protocol must offer one of ${EXEC_PROTOCOLS.join(', ')}`);
+    const asked = streamRequest(req, url);
+    if ('refused' in asked) return reject(socket, 400, asked.refused);
+    const { protocol, stdin, stdout, stderr } = asked;
     const command = url.searchParams.getAll('command');
     if (command.length === 0) return reject(socket, 400, 'query parameter "command" is required');
-    const q = (n: string) => flag(url.searchParams.get(n));
-    const [stdin, stdout, stderr, tty] = [
-      q('stdin') || q('input'),
-      q('stdout') || q('output'),
-      q('stderr') || q('error'),
-      q('tty'),
-    ];
-    if (tty) return reject(socket, 400, 'query parameter "tty": terminals are not supported; run without -t');
-    if (!stdin && !stdout && !stderr)
-      return reject(socket, 400, 'at least one of stdin, stdout and stderr must be set');
     const pod = cell.current;
     const c = pod?.containers().find((x) => x.name === m[1]);
     if (!pod || !c) return reject(socket, 404, `container "${m[1]}" not found on this cell`);
