@@ -4,13 +4,11 @@
 import { readFileSync } from 'node:fs';
 import type { AttachSession } from '../lib/cell-agent-client.ts';
 import { makePod, startAgent, startImageCell, waitForStatus } from '../test/cell-agent/support.ts';
+import { pct } from './percentile.ts';
 
 const ROUND_TRIPS = Number(process.env.ROUND_TRIPS ?? 300);
 const BURST_MB = Number(process.env.BURST_MB ?? 32);
 const LINE = 'the quick brown fox jumps over the lazy dog 0123456789 abcdefghij';
-
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
 /** User + system CPU seconds of a process so far. */
 function cpuSeconds(pid: number): number {

@@ -11,6 +11,7 @@ import {
   startAgent,
   waitForStatus,
 } from '../test/cell-agent/support.ts';
+import { pct } from './percentile.ts';
 
 const ITERATIONS = Number(process.env.ITERATIONS ?? 10);
 const terminal = (s: PodStatusReply) => s.phase === 'Succeeded' || s.phase === 'Failed';
@@ -26,9 +27,6 @@ function metric(text: string, name: string): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : NaN;
 }
-
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
 async function main(): Promise<void> {
   const cell = createCellNetwork();

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { InstancesClient, ZoneOperationsClient, type protos } from '@google-cloud/compute';
 import { cellInstance, startGceEmulator, waitZoneOperation, type GceEmulator } from '../test/support/gce.ts';
+import { pct } from './percentile.ts';
 
 type Operation = protos.google.cloud.compute.v1.IOperation;
 const CELLS = Number(process.env.CELLS ?? 400);
@@ -12,9 +13,6 @@ const CONCURRENCY = Number(process.env.CONCURRENCY ?? 40);
 const BOOTS = Number(process.env.BOOTS ?? 8);
 const ZONE = 'us-central1-a';
 const ZERO = { operationPendingMs: 0, provisioningMs: 0, stagingMs: 0, deleteMs: 0, otherMs: 0 };
-
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
 function rssMB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

@@ -22,6 +22,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { startDaemon, stopPid } from '../scripts/lab/daemon.ts';
 import { labDown, labUp, REPO_ROOT } from '../scripts/lab/lab.ts';
 import { tsxCommand } from '../scripts/lab/compute.ts';
+import { pct } from './percentile.ts';
 
 const CELL_BLOCK = '198.18.0.0/15';
 
@@ -47,9 +48,6 @@ const opts = new Command('pod-burst')
     providerNodeOptions?: string;
     inside?: boolean;
   }>();
-
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? NaN;
 
 function ip(args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8' });

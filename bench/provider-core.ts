@@ -11,9 +11,7 @@ import { kubeletServingCertificate } from '../provider/certificates.ts';
 import { KubeletAuth } from '../provider/kubelet-api/auth.ts';
 import { startKubeletApiServer } from '../provider/kubelet-api/server.ts';
 import { WorkQueue } from '../provider/workqueue.ts';
-
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
+import { pct } from './percentile.ts';
 
 async function queueThroughput(): Promise<{ keysPerSecond: number; handled: number; adds: number }> {
   const q = new WorkQueue<string>({ name: 'bench' });

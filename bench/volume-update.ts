@@ -11,6 +11,7 @@ import {
   startAgent,
   waitForStatus,
 } from '../test/cell-agent/support.ts';
+import { pct } from './percentile.ts';
 
 const ITERATIONS = Number(process.env.ITERATIONS ?? 200);
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
@@ -19,9 +20,6 @@ function rssMB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
-
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
 async function main(): Promise<void> {
   const cell = createCellNetwork();
