@@ -514,7 +514,10 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
         // A finished pod keeps its terminal status and loses its VM. Its logs are kept first
         // (`kubectl logs` outlives the VM), as part of the removal: a deletePod meanwhile (the
         // pod controller's, once it sees the terminal phase) joins it instead of awaiting this task.
-        t.deleting ??= Promise.resolve(final !== 'lost' && this.o.finishedLogs?.collect(t.pod, t.client))
+        // A deletePod that came first (while the CellLost event was recorded) waits for this task to
+        // end, then removes the cell itself: awaiting its removal here would wait forever.
+        if (t.deleting) return true;
+        t.deleting = Promise.resolve(final !== 'lost' && this.o.finishedLogs?.collect(t.pod, t.client))
           .then(() => this.removeCell(t, { stop: false, graceSeconds: 0, fromRun: true }))
           .finally(() => {
             t.deleting = undefined;
