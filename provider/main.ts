@@ -119,15 +119,18 @@ async function startPodPath(o: {
   });
   const orphans = new OrphanCollector({
     provider: cloud,
-    hasCell: async (vm) => {
-      if (vm.pod?.uid) return (await cells.get(vm.pod.uid)) !== null;
-      if (!isStandbyVm(vm)) return true;
-      // A standby cell is owned while its record exists, or once claimed (not yet relabelled) by
-      // the pod cell record that names it.
-      return (
-        (await standbyCells.get(vm.name)) !== null ||
-        (await cells.list()).some((c) => c.record.cellName === vm.name)
-      );
+    claims: async () => {
+      const [records, standbys] = await Promise.all([cells.list(), standbyCells.list()]);
+      const podUids = new Set(records.map((c) => c.record.podUid));
+      const cellNames = new Set(records.map((c) => c.record.cellName));
+      const standbyNames = new Set(standbys.map((s) => s.record.name));
+      return (vm) => {
+        if (vm.pod?.uid) return podUids.has(vm.pod.uid);
+        if (!isStandbyVm(vm)) return true;
+        // A standby cell is owned while its record exists, or once claimed (not yet relabelled)
+        // by the pod cell record that names it.
+        return standbyNames.has(vm.name) || cellNames.has(vm.name);
+      };
     },
     log,
   });

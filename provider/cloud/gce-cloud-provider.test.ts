@@ -388,7 +388,7 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
     const orphan = await p.create(cellFor(pod({ cpu: '100m' })));
     const collector = new OrphanCollector({
       provider: p,
-      hasCell: (vm: CellInstance) => vm.cellId === kept.cellId,
+      claims: () => Promise.resolve((vm: CellInstance) => vm.cellId === kept.cellId),
     });
     const deleted: string[] = [];
     const observer = new InstanceObserver({
@@ -428,6 +428,20 @@ describe('GCE cloud provider against the Compute Engine emulator', function () {
       ticking.stop();
     }
     assert.equal(p.api.callCounts()['instances.get'] ?? 0, gets);
+    // Many requests for a listing in a short time share one, which waits out the gap since the last.
+    const listCalls = () => p.api.callCounts()['instances.list'] ?? 0;
+    const spaced = new InstanceObserver({ provider: p, intervalMs: 60_000 });
+    spaced.start();
+    await spaced.waitFor(kept.name, () => true, 10_000);
+    const before = listCalls();
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    for (let i = 0; i < 50; i++) spaced.requestRefresh(500);
+    await sleep(200);
+    assert.equal(spaced.listings, 1, 'no second listing within 500 ms of the first');
+    await sleep(800);
+    assert.equal(spaced.listings, 2, 'one listing for 50 requests');
+    assert.equal((listCalls() - before) / emu.zones.length, 1, 'one list call per zone and listing');
+    spaced.stop();
     await p.delete(kept);
   });
 

@@ -20,6 +20,10 @@ export class InstanceObserver {
   private latest: CellInstance[] = [];
   private at = 0;
   private running: Promise<CellInstance[]> | undefined;
+  private scheduled: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  /** Set by stop(): no listing is scheduled after it (before start(), requests still list). */
+  private halted = false;
   private waiters = new Set<() => void>();
   private stopped = true;
   listings = 0;
@@ -27,9 +31,26 @@ export class InstanceObserver {
 
   constructor(private readonly opts: InstanceObserverOptions) {}
 
+  /**
+   * Asks for a listing soon: at once if none ran in the last `minGapMs`, else when that gap has
+   * passed; requests in between share it. Each listing costs in proportion to the cluster's VMs,
+   * so a VM created every few milliseconds must not bring a listing each.
+   */
+  requestRefresh(minGapMs = 1000): void {
+    if (this.running || this.scheduled || this.halted) return;
+    const wait = Math.max(0, this.startedAt + minGapMs - Date.now());
+    this.scheduled = setTimeout(() => {
+      this.scheduled = undefined;
+      void this.refresh().catch((e: unknown) =>
+        this.opts.log?.warn({ err: (e as Error).message }, 'listing cell VMs failed'),
+      );
+    }, wait);
+  }
+
   /** Lists now (joining a listing already under way) and returns it. */
   refresh(): Promise<CellInstance[]> {
     this.running ??= (async () => {
+      this.startedAt = Date.now();
       try {
         const list = await this.opts.provider.list();
         this.latest = list;
@@ -49,6 +70,7 @@ export class InstanceObserver {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.halted = false;
     const tick = async () => {
       try {
         await this.refresh();
@@ -63,8 +85,11 @@ export class InstanceObserver {
 
   stop(): void {
     this.stopped = true;
+    this.halted = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.scheduled) clearTimeout(this.scheduled);
+    this.scheduled = undefined;
     for (const w of [...this.waiters]) w();
   }
 

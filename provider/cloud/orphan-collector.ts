@@ -4,10 +4,11 @@ import type { CellInstance, CellRef, CloudProvider } from './cloud-provider.ts';
 export interface OrphanCollectorOptions {
   provider: Pick<CloudProvider, 'delete'>;
   /**
-   * Whether the VM still has a cell record. The caller answers from its state store; the VM's
-   * labels carry the cell id and pod identity.
+   * Reads the cell records once per listing and answers, for each VM, whether one still claims
+   * it (the VM's labels carry the cell id and pod identity). One read per listing, not one per VM:
+   * a cluster with thousands of cells lists them every few seconds.
    */
-  hasCell: (vm: CellInstance) => boolean | Promise<boolean>;
+  claims: () => Promise<(vm: CellInstance) => boolean>;
   /** Listings in a row a VM must be seen without a record before it is deleted. Default 2. */
   threshold?: number;
   log?: Logger;
@@ -31,10 +32,11 @@ export class OrphanCollector {
   async observe(instances: CellInstance[]): Promise<CellRef[]> {
     const gone: CellRef[] = [];
     const current = new Set<string>();
+    const claimed = await this.opts.claims();
     for (const vm of instances) {
       const key = `${vm.zone}/${vm.name}`;
       if (vm.status === 'STOPPING' || vm.status === 'TERMINATED') continue;
-      if (await this.opts.hasCell(vm)) continue;
+      if (claimed(vm)) continue;
       current.add(key);
       const n = (this.seen.get(key) ?? 0) + 1;
       this.seen.set(key, n);

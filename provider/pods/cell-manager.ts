@@ -442,7 +442,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
             `created VM ${t.cellName} (${inst.machineType}, ${inst.capacityType}) in ${inst.zone}`,
           );
         this.setStatus(t, this.bootingStatus(t, rec));
-        void this.o.observer.refresh().catch(() => undefined);
+        this.o.observer.requestRefresh();
         const running = await abortable(
           this.o.observer.waitFor(
             t.cellName,

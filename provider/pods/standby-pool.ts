@@ -267,7 +267,7 @@ export class StandbyPool {
           placement: { networkTags: [] },
           bootstrap: await this.o.bootstrap(r.name),
         });
-        void this.o.observer.refresh().catch(() => undefined);
+        this.o.observer.requestRefresh();
         const vm = await this.o.observer.waitFor(
           r.name,
           (c) => c.status === 'RUNNING' && !!c.internalIp,
