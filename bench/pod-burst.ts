@@ -25,6 +25,8 @@ import { tsxCommand } from '../scripts/lab/compute.ts';
 import { pct } from './percentile.ts';
 
 const CELL_BLOCK = '198.18.0.0/15';
+/** After the last pod is Running, how long trailing events and status writes get before counting. */
+const SETTLE_MS = 5000;
 
 function positive(v: string): number {
   const n = Number(v);
@@ -268,6 +270,11 @@ async function inside(): Promise<void> {
     clearInterval(progress);
     const t1 = performance.now();
     watch.abort();
+    // Events and the last status writes trail the Running status; count them too.
+    console.log(
+      `pod-burst: all Running after ${((t1 - t0) / 1000).toFixed(1)} s; ${SETTLE_MS / 1000} s for trailing writes`,
+    );
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
     const cpu1 = cpuSeconds(providerPid);
     const labCpu: Record<string, number> = { provider: Number((cpu1 - cpu0).toFixed(1)) };
     for (const [k, pid] of Object.entries(parts))
