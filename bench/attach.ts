@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { AttachSession } from '../lib/cell-agent-client.ts';
 import { makePod, startAgent, startImageCell, waitForStatus } from '../test/cell-agent/support.ts';
+import { rssMB } from './agent-site.ts';
 import { pct } from './percentile.ts';
 
 const ROUND_TRIPS = Number(process.env.ROUND_TRIPS ?? 300);
@@ -14,11 +15,6 @@ const LINE = 'the quick brown fox jumps over the lazy dog 0123456789 abcdefghij'
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-function rssMB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 /** Resolves once `session` delivered `bytes` more bytes on stdout. */

@@ -1,16 +1,9 @@
 // Figures for the cell agent: PUT-to-running for a cached small image, a cold pull and start of a
 // 50 MB image from the local registry (pull MB/s), and the agent's resident memory.
-import { readFileSync } from 'node:fs';
 import type { PodStatusReply } from '../lib/cell-agent-api.ts';
 import { buildImage, pushImage } from '../test/support/images.ts';
-import { startRegistry } from '../test/support/registry.ts';
-import {
-  createCellNetwork,
-  forwardTcp,
-  makePod,
-  startAgent,
-  waitForStatus,
-} from '../test/cell-agent/support.ts';
+import { makePod, waitForStatus } from '../test/cell-agent/support.ts';
+import { rssMB, startAgentSite } from './agent-site.ts';
 import { pct } from './percentile.ts';
 
 const ITERATIONS = Number(process.env.ITERATIONS ?? 10);
@@ -18,27 +11,19 @@ const terminal = (s: PodStatusReply) => s.phase === 'Succeeded' || s.phase === '
 const allRunning = (s: PodStatusReply) =>
   s.containerStatuses.length > 0 && s.containerStatuses.every((c) => !!c.state.running);
 
-function rssMB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
 function metric(text: string, name: string): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : NaN;
 }
 
 async function main(): Promise<void> {
-  const cell = createCellNetwork();
-  const registry = await startRegistry();
-  const fwd = await forwardTcp(cell.hostIP, registry.host);
-  const agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
-  const pid = agent.proc.ready.pid as number;
+  const site = await startAgentSite();
+  const { agent, pid } = site;
   try {
     const small = await buildImage({ name: 'bench/small', tag: '1', cmd: ['sleep', '3600'] });
-    await pushImage(small, '1', registry.host);
+    await pushImage(small, '1', site.registryHost);
     const big = await buildImage({ name: 'bench/big', tag: '1', cmd: ['sleep', '3600'], paddingMB: 50 });
-    await pushImage(big, '1', registry.host);
+    await pushImage(big, '1', site.registryHost);
     const rssIdle = rssMB(pid);
 
     const runPod = async (image: string, containers: number) => {
@@ -55,14 +40,14 @@ async function main(): Promise<void> {
       return ms;
     };
 
-    const smallRef = `${fwd.host}/bench/small:1`;
+    const smallRef = `${site.cellRegistryHost}/bench/small:1`;
     await runPod(smallRef, 2); // pulls and caches the small image
     const warm: number[] = [];
     for (let i = 0; i < ITERATIONS; i++) warm.push(await runPod(smallRef, 2));
     const rssAfter = rssMB(pid);
 
     const before = await agent.client.metricsText();
-    const coldMs = await runPod(`${fwd.host}/bench/big:1`, 1);
+    const coldMs = await runPod(`${site.cellRegistryHost}/bench/big:1`, 1);
     const after = await agent.client.metricsText();
     // Deltas of the agent's pull metrics isolate the 50 MB image's pull from the small one's.
     const delta = (name: string) => metric(after, name) - metric(before, name);
@@ -94,10 +79,7 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
-    await agent.stop();
-    fwd.close();
-    await registry.stop();
-    cell.remove();
+    await site.stop();
   }
 }
 

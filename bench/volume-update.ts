@@ -1,41 +1,26 @@
 // Figures for PUT /v1/pod/volumes on the real agent with a running pod: the round trip of a token
 // rotation (a kube-api-access-like projected volume), of a 20-file Secret volume update, and of a
 // request whose content is already there; plus the agent's resident memory before and after.
-import { readFileSync } from 'node:fs';
 import { buildImage, pushImage } from '../test/support/images.ts';
-import { startRegistry } from '../test/support/registry.ts';
-import {
-  createCellNetwork,
-  forwardTcp,
-  makePod,
-  startAgent,
-  waitForStatus,
-} from '../test/cell-agent/support.ts';
+import { makePod, waitForStatus } from '../test/cell-agent/support.ts';
+import { rssMB, startAgentSite } from './agent-site.ts';
 import { pct } from './percentile.ts';
 
 const ITERATIONS = Number(process.env.ITERATIONS ?? 200);
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
 
-function rssMB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
 async function main(): Promise<void> {
-  const cell = createCellNetwork();
-  const registry = await startRegistry();
-  const fwd = await forwardTcp(cell.hostIP, registry.host);
-  const agent = await startAgent(cell, { insecureRegistries: [fwd.host] });
-  const pid = agent.proc.ready.pid as number;
+  const site = await startAgentSite();
+  const { agent, pid } = site;
   try {
     const image = await buildImage({ name: 'bench/vol', tag: '1', cmd: ['sleep', '3600'] });
-    await pushImage(image, '1', registry.host);
+    await pushImage(image, '1', site.registryHost);
     const pod = makePod('bench', {
       terminationGracePeriodSeconds: 0,
       containers: [
         {
           name: 'app',
-          image: `${fwd.host}/bench/vol:1`,
+          image: `${site.cellRegistryHost}/bench/vol:1`,
           volumeMounts: [
             { name: 'sa', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' },
             { name: 'creds', mountPath: '/etc/creds' },
@@ -111,10 +96,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(out));
     await agent.client.deletePod(0);
   } finally {
-    await agent.stop();
-    fwd.close();
-    await registry.stop();
-    cell.remove();
+    await site.stop();
   }
 }
 
