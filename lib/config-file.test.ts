@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfigFile } from './config-file.ts';
@@ -20,6 +20,7 @@ const schema = {
 
 describe('config files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kip-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
   const write = (name: string, text: string) => {
     const p = join(dir, name);
     writeFileSync(p, text);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../lib/config-file.ts';
@@ -83,6 +83,7 @@ describe('provider config', () => {
       'nodeName: kip-lab\ncloud:\n  project: kip-lab-project\n  endpoint: {host: 127.0.0.1, port: 8443}\n',
     );
     const cfg = loadProviderConfig(path);
+    rmSync(dir, { recursive: true, force: true });
     assert.equal(cfg.nodeName, 'kip-lab');
     assert.deepEqual(cfg.cloud.endpoint, { host: '127.0.0.1', port: 8443, protocol: 'http' });
   });

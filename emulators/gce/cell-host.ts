@@ -273,6 +273,8 @@ export class NetnsHypervisor implements Hypervisor {
     const fd = openSync(logFile, 'a');
     const proc = spawn('nsenter', [`--net=/var/run/netns/${netns}`, ...command], {
       cwd: REPO_ROOT,
+      // Its own process group: stop() signals the launcher and the agent together.
+      detached: true,
       stdio: ['ignore', fd, fd],
       env: { ...process.env, LOG_LEVEL: process.env.CELL_LOG_LEVEL ?? 'info' },
     });
@@ -324,7 +326,12 @@ export class NetnsHypervisor implements Hypervisor {
     return this.cells.get(`${zone}/${name}`)?.info;
   }
 
-  /** SIGTERM, SIGKILL after the grace period, then the namespace (and with it the veth) goes. */
+  /**
+   * SIGTERM; after the grace period SIGINT, on which the agent exits at once and removes its
+   * containers and mounts (as a VM's power-off would leave nothing running); SIGKILL to the whole
+   * process group if even that hangs. Then the namespace (and with it the veth) goes. The signals
+   * go to the cell's process group, so they reach the agent behind its launcher.
+   */
   async stop(zone: string, name: string): Promise<void> {
     const key = `${zone}/${name}`;
     const cell = this.cells.get(key);
@@ -332,17 +339,20 @@ export class NetnsHypervisor implements Hypervisor {
     this.cells.delete(key);
     await cell.booting;
     if (cell.proc && cell.info.state === 'running') {
-      cell.proc.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const killed = new Promise<void>((done) => {
-        timer = setTimeout(() => {
-          cell.proc!.kill('SIGKILL');
-          done();
-        }, this.opts.stopGraceMs());
-      });
-      await Promise.race([cell.exited, killed]);
-      clearTimeout(timer);
+      const group = (signal: NodeJS.Signals) => {
+        try {
+          process.kill(-cell.proc!.pid!, signal);
+        } catch {
+          // already gone
+        }
+      };
+      group('SIGTERM');
+      const grace = this.opts.stopGraceMs();
+      const interrupt = setTimeout(() => group('SIGINT'), grace);
+      const kill = setTimeout(() => group('SIGKILL'), grace + 10_000);
       await cell.exited;
+      clearTimeout(interrupt);
+      clearTimeout(kill);
     }
     if (cell.info.netns) await this.removeNetns(cell.info.netns);
   }
