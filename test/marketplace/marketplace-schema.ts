@@ -6,21 +6,6 @@
 
 type Obj = Record<string, unknown>;
 
-const X_TYPES = new Set([
-  'NAME',
-  'NAMESPACE',
-  'DEPLOYER_IMAGE',
-  'GENERATED_PASSWORD',
-  'REPORTING_SECRET',
-  'SERVICE_ACCOUNT',
-  'STORAGE_CLASS',
-  'STRING',
-  'APPLICATION_UID',
-  'ISTIO_ENABLED',
-  'INGRESS_AVAILABLE',
-  'TLS_CERTIFICATE',
-  'MASKED_FIELD',
-]);
 const STRING_X_TYPES = new Set([
   'NAME',
   'NAMESPACE',
@@ -34,20 +19,12 @@ const STRING_X_TYPES = new Set([
   'TLS_CERTIFICATE',
   'MASKED_FIELD',
 ]);
-/** Types mpdev fills in itself when no value is given, so `required` needs no default for them. */
-export const PROVISIONED_X_TYPES = new Set([
-  'NAME',
-  'NAMESPACE',
-  'DEPLOYER_IMAGE',
-  'GENERATED_PASSWORD',
-  'REPORTING_SECRET',
-  'SERVICE_ACCOUNT',
-  'STORAGE_CLASS',
-  'APPLICATION_UID',
-  'ISTIO_ENABLED',
-  'INGRESS_AVAILABLE',
-  'TLS_CERTIFICATE',
-]);
+const X_TYPES = new Set([...STRING_X_TYPES, 'ISTIO_ENABLED', 'INGRESS_AVAILABLE']);
+/**
+ * Types mpdev fills in itself when no value is given, so `required` needs no default for them:
+ * all but the two the user types in.
+ */
+const PROVISIONED_X_TYPES = new Set([...X_TYPES].filter((t) => t !== 'STRING' && t !== 'MASKED_FIELD'));
 const IMAGE_PROP_TYPES = new Set(['FULL', 'REPO_WITH_REGISTRY', 'REPO_WITHOUT_REGISTRY', 'REGISTRY', 'TAG']);
 const PROP_TYPES = new Set(['string', 'integer', 'int', 'number', 'boolean']);
 const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
