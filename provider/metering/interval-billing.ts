@@ -3,6 +3,7 @@
  * due, summed per label group, turned into whole units with the remainders carried forward.
  */
 import type { MetricReport } from '../../lib/usage-reporter-client.ts';
+import type { CellStartedUsage } from '../pods/types.ts';
 
 /** The metric ids the provider reports (docs/metering.md); each is an int64 DELTA metric. */
 export const METRICS = {
@@ -12,20 +13,13 @@ export const METRICS = {
   gpuSeconds: 'gpu_seconds',
 } as const;
 
-/** A cell as the ledger keeps it while it is metered. Times are milliseconds since the epoch. */
-export interface MeteredCell {
-  cellName: string;
-  podUid: string;
-  namespace: string;
-  podName: string;
-  machineType: string;
-  zone: string;
+/**
+ * A cell as the ledger keeps it while it is metered: the started usage, with its time as
+ * `startedAt`. Times are milliseconds since the epoch.
+ */
+export interface MeteredCell extends Omit<CellStartedUsage, 'at'> {
   /** The machine family label (`e2`, `n2`, `a2`), derived from the machine type. */
   family: string;
-  spot: boolean;
-  vcpus: number;
-  memoryMiB: number;
-  gpus: number;
   startedAt: number;
   /** Set once the cell's VM is gone. */
   stoppedAt?: number;
