@@ -45,6 +45,14 @@ function since(ts: unknown, now: number): string {
 const str = (v: unknown, empty = '<none>') =>
   v === undefined || v === null || v === '' ? empty : typeof v === 'string' ? v : JSON.stringify(v);
 
+/** A string column read from a dotted path, printed as `empty` when the field is unset. */
+function textColumn(name: string, description: string, path: string, empty = '<none>'): ColumnDef {
+  return { name, type: 'string', description, value: (o) => str(getPath(o, path), empty) };
+}
+
+/** The same column shown only with `-o wide`. */
+const wide = (c: ColumnDef): ColumnDef => ({ ...c, priority: 1 });
+
 export const nameColumn: ColumnDef = {
   name: 'Name',
   type: 'string',
@@ -166,27 +174,11 @@ export const podColumns: ColumnDef[] = [
       ),
   },
   ageColumn,
-  {
-    name: 'IP',
-    type: 'string',
-    priority: 1,
-    description: 'IP address allocated to the pod.',
-    value: (o) => str(getPath(o, 'status.podIP')),
-  },
-  {
-    name: 'Node',
-    type: 'string',
-    priority: 1,
-    description: 'Name of the Node the Pod is assigned to.',
-    value: (o) => str(getPath(o, 'spec.nodeName')),
-  },
-  {
-    name: 'Nominated Node',
-    type: 'string',
-    priority: 1,
-    description: 'Name of the Node the Pod is nominated for.',
-    value: (o) => str(getPath(o, 'status.nominatedNodeName')),
-  },
+  wide(textColumn('IP', 'IP address allocated to the pod.', 'status.podIP')),
+  wide(textColumn('Node', 'Name of the Node the Pod is assigned to.', 'spec.nodeName')),
+  wide(
+    textColumn('Nominated Node', 'Name of the Node the Pod is nominated for.', 'status.nominatedNodeName'),
+  ),
   {
     name: 'Readiness Gates',
     type: 'string',
@@ -231,12 +223,7 @@ export const nodeColumns: ColumnDef[] = [
   { name: 'Status', type: 'string', description: 'The status of the node', value: nodeStatus },
   { name: 'Roles', type: 'string', description: 'The roles of the node', value: nodeRoles },
   ageColumn,
-  {
-    name: 'Version',
-    type: 'string',
-    description: 'Kubelet Version reported by the node.',
-    value: (o) => str(getPath(o, 'status.nodeInfo.kubeletVersion'), ''),
-  },
+  textColumn('Version', 'Kubelet Version reported by the node.', 'status.nodeInfo.kubeletVersion', ''),
   {
     name: 'Internal-IP',
     type: 'string',
@@ -251,36 +238,27 @@ export const nodeColumns: ColumnDef[] = [
     description: 'List of external IPs.',
     value: (o) => nodeAddress(o, 'ExternalIP'),
   },
-  {
-    name: 'OS-Image',
-    type: 'string',
-    priority: 1,
-    description: 'OS image reported by the node.',
-    value: (o) => str(getPath(o, 'status.nodeInfo.osImage'), '<unknown>'),
-  },
-  {
-    name: 'Kernel-Version',
-    type: 'string',
-    priority: 1,
-    description: 'Kernel version reported by the node.',
-    value: (o) => str(getPath(o, 'status.nodeInfo.kernelVersion'), '<unknown>'),
-  },
-  {
-    name: 'Container-Runtime',
-    type: 'string',
-    priority: 1,
-    description: 'Container runtime reported by the node.',
-    value: (o) => str(getPath(o, 'status.nodeInfo.containerRuntimeVersion'), '<unknown>'),
-  },
+  wide(textColumn('OS-Image', 'OS image reported by the node.', 'status.nodeInfo.osImage', '<unknown>')),
+  wide(
+    textColumn(
+      'Kernel-Version',
+      'Kernel version reported by the node.',
+      'status.nodeInfo.kernelVersion',
+      '<unknown>',
+    ),
+  ),
+  wide(
+    textColumn(
+      'Container-Runtime',
+      'Container runtime reported by the node.',
+      'status.nodeInfo.containerRuntimeVersion',
+      '<unknown>',
+    ),
+  ),
 ];
 
 export const namespaceColumns: ColumnDef[] = [
-  {
-    name: 'Status',
-    type: 'string',
-    description: 'The status of the namespace',
-    value: (o) => str(getPath(o, 'status.phase'), ''),
-  },
+  textColumn('Status', 'The status of the namespace', 'status.phase', ''),
   ageColumn,
 ];
 
@@ -297,7 +275,7 @@ export const configMapColumns: ColumnDef[] = [
 ];
 
 export const secretColumns: ColumnDef[] = [
-  { name: 'Type', type: 'string', description: 'The type of the secret', value: (o) => str(o.type, '') },
+  textColumn('Type', 'The type of the secret', 'type', ''),
   { name: 'Data', type: 'integer', description: 'Number of data entries.', value: (o) => count(o.data) },
   ageColumn,
 ];
@@ -309,18 +287,8 @@ function servicePorts(o: KObject): string {
 }
 
 export const serviceColumns: ColumnDef[] = [
-  {
-    name: 'Type',
-    type: 'string',
-    description: 'The type of the service',
-    value: (o) => str(getPath(o, 'spec.type'), 'ClusterIP'),
-  },
-  {
-    name: 'Cluster-IP',
-    type: 'string',
-    description: 'The cluster IP',
-    value: (o) => str(getPath(o, 'spec.clusterIP')),
-  },
+  textColumn('Type', 'The type of the service', 'spec.type', 'ClusterIP'),
+  textColumn('Cluster-IP', 'The cluster IP', 'spec.clusterIP'),
   {
     name: 'External-IP',
     type: 'string',
@@ -359,13 +327,8 @@ export const eventColumns: ColumnDef[] = [
     description: 'Time since the event was last seen',
     value: (o, now) => since(o.lastTimestamp ?? o.eventTime ?? o.metadata.creationTimestamp, now),
   },
-  { name: 'Type', type: 'string', description: 'Type of this event', value: (o) => str(o.type, '') },
-  {
-    name: 'Reason',
-    type: 'string',
-    description: 'Why the event was raised',
-    value: (o) => str(o.reason, ''),
-  },
+  textColumn('Type', 'Type of this event', 'type', ''),
+  textColumn('Reason', 'Why the event was raised', 'reason', ''),
   {
     name: 'Object',
     type: 'string',
@@ -373,21 +336,19 @@ export const eventColumns: ColumnDef[] = [
     value: (o) =>
       `${String(getPath(o, 'involvedObject.kind') ?? '').toLowerCase()}/${str(getPath(o, 'involvedObject.name'), '')}`,
   },
-  {
-    name: 'Message',
-    type: 'string',
-    description: 'A human-readable description',
-    value: (o) => str(o.message, ''),
-  },
+  textColumn('Message', 'A human-readable description', 'message', ''),
 ];
 
+/** READY of the workloads: ready replicas over desired ones. */
+const replicasReadyColumn: ColumnDef = {
+  name: 'Ready',
+  type: 'string',
+  description: 'Number of the pod with ready state',
+  value: (o) => `${getPath(o, 'status.readyReplicas') ?? 0}/${getPath(o, 'spec.replicas') ?? 1}`,
+};
+
 export const deploymentColumns: ColumnDef[] = [
-  {
-    name: 'Ready',
-    type: 'string',
-    description: 'Number of the pod with ready state',
-    value: (o) => `${getPath(o, 'status.readyReplicas') ?? 0}/${getPath(o, 'spec.replicas') ?? 1}`,
-  },
+  replicasReadyColumn,
   {
     name: 'Up-to-date',
     type: 'integer',
@@ -403,40 +364,17 @@ export const deploymentColumns: ColumnDef[] = [
   ageColumn,
 ];
 
-export const statefulSetColumns: ColumnDef[] = [
-  {
-    name: 'Ready',
-    type: 'string',
-    description: 'Number of the pod with ready state',
-    value: (o) => `${getPath(o, 'status.readyReplicas') ?? 0}/${getPath(o, 'spec.replicas') ?? 1}`,
-  },
-  ageColumn,
-];
+export const statefulSetColumns: ColumnDef[] = [replicasReadyColumn, ageColumn];
 
 export const leaseColumns: ColumnDef[] = [
-  {
-    name: 'Holder',
-    type: 'string',
-    description: 'The holder of the lease',
-    value: (o) => str(getPath(o, 'spec.holderIdentity'), ''),
-  },
+  textColumn('Holder', 'The holder of the lease', 'spec.holderIdentity', ''),
   ageColumn,
 ];
 
 export const csrColumns: ColumnDef[] = [
   ageColumn,
-  {
-    name: 'SignerName',
-    type: 'string',
-    description: 'Signer of the request',
-    value: (o) => str(getPath(o, 'spec.signerName')),
-  },
-  {
-    name: 'Requestor',
-    type: 'string',
-    description: 'Who asked',
-    value: (o) => str(getPath(o, 'spec.username')),
-  },
+  textColumn('SignerName', 'Signer of the request', 'spec.signerName'),
+  textColumn('Requestor', 'Who asked', 'spec.username'),
   {
     name: 'RequestedDuration',
     type: 'string',
@@ -459,36 +397,16 @@ export const csrColumns: ColumnDef[] = [
 ];
 
 export const pvcColumns: ColumnDef[] = [
-  {
-    name: 'Status',
-    type: 'string',
-    description: 'Phase of the claim',
-    value: (o) => str(getPath(o, 'status.phase'), 'Pending'),
-  },
-  {
-    name: 'Volume',
-    type: 'string',
-    description: 'Bound volume',
-    value: (o) => str(getPath(o, 'spec.volumeName'), ''),
-  },
-  {
-    name: 'Capacity',
-    type: 'string',
-    description: 'Capacity of the bound volume',
-    value: (o) => str(getPath(o, 'status.capacity.storage'), ''),
-  },
+  textColumn('Status', 'Phase of the claim', 'status.phase', 'Pending'),
+  textColumn('Volume', 'Bound volume', 'spec.volumeName', ''),
+  textColumn('Capacity', 'Capacity of the bound volume', 'status.capacity.storage', ''),
   {
     name: 'Access Modes',
     type: 'string',
     description: 'Access modes',
     value: (o) => accessModes(getPath(o, 'status.accessModes')),
   },
-  {
-    name: 'StorageClass',
-    type: 'string',
-    description: 'Storage class',
-    value: (o) => str(getPath(o, 'spec.storageClassName')),
-  },
+  textColumn('StorageClass', 'Storage class', 'spec.storageClassName'),
   ageColumn,
 ];
 
@@ -503,30 +421,15 @@ function accessModes(v: unknown): string {
 }
 
 export const pvColumns: ColumnDef[] = [
-  {
-    name: 'Capacity',
-    type: 'string',
-    description: 'Capacity',
-    value: (o) => str(getPath(o, 'spec.capacity.storage'), ''),
-  },
+  textColumn('Capacity', 'Capacity', 'spec.capacity.storage', ''),
   {
     name: 'Access Modes',
     type: 'string',
     description: 'Access modes',
     value: (o) => accessModes(getPath(o, 'spec.accessModes')),
   },
-  {
-    name: 'Reclaim Policy',
-    type: 'string',
-    description: 'Reclaim policy',
-    value: (o) => str(getPath(o, 'spec.persistentVolumeReclaimPolicy'), 'Retain'),
-  },
-  {
-    name: 'Status',
-    type: 'string',
-    description: 'Phase of the volume',
-    value: (o) => str(getPath(o, 'status.phase'), 'Pending'),
-  },
+  textColumn('Reclaim Policy', 'Reclaim policy', 'spec.persistentVolumeReclaimPolicy', 'Retain'),
+  textColumn('Status', 'Phase of the volume', 'status.phase', 'Pending'),
   {
     name: 'Claim',
     type: 'string',
@@ -536,29 +439,14 @@ export const pvColumns: ColumnDef[] = [
       return ref?.name ? `${ref.namespace}/${ref.name}` : '';
     },
   },
-  {
-    name: 'StorageClass',
-    type: 'string',
-    description: 'Storage class',
-    value: (o) => str(getPath(o, 'spec.storageClassName'), ''),
-  },
+  textColumn('StorageClass', 'Storage class', 'spec.storageClassName', ''),
   ageColumn,
 ];
 
 export const storageClassColumns: ColumnDef[] = [
-  { name: 'Provisioner', type: 'string', description: 'Provisioner', value: (o) => str(o.provisioner, '') },
-  {
-    name: 'ReclaimPolicy',
-    type: 'string',
-    description: 'Reclaim policy',
-    value: (o) => str(o.reclaimPolicy, 'Delete'),
-  },
-  {
-    name: 'VolumeBindingMode',
-    type: 'string',
-    description: 'Binding mode',
-    value: (o) => str(o.volumeBindingMode, 'Immediate'),
-  },
+  textColumn('Provisioner', 'Provisioner', 'provisioner', ''),
+  textColumn('ReclaimPolicy', 'Reclaim policy', 'reclaimPolicy', 'Delete'),
+  textColumn('VolumeBindingMode', 'Binding mode', 'volumeBindingMode', 'Immediate'),
   {
     name: 'AllowVolumeExpansion',
     type: 'string',
@@ -579,18 +467,8 @@ export const roleBindingColumns: ColumnDef[] = [
 ];
 
 export const pdbColumns: ColumnDef[] = [
-  {
-    name: 'Min Available',
-    type: 'string',
-    description: 'Minimum available',
-    value: (o) => str(getPath(o, 'spec.minAvailable'), 'N/A'),
-  },
-  {
-    name: 'Max Unavailable',
-    type: 'string',
-    description: 'Maximum unavailable',
-    value: (o) => str(getPath(o, 'spec.maxUnavailable'), 'N/A'),
-  },
+  textColumn('Min Available', 'Minimum available', 'spec.minAvailable', 'N/A'),
+  textColumn('Max Unavailable', 'Maximum unavailable', 'spec.maxUnavailable', 'N/A'),
   {
     name: 'Allowed Disruptions',
     type: 'integer',
