@@ -10,6 +10,7 @@ import {
 } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { LogOptions } from '../lib/cell-agent-api.ts';
+import { formatLine, selectLines, sinceNs, timeNs } from '../lib/log-lines.ts';
 
 // Lines longer than this are cut into partial ("P") records, as the CRI log format does.
 const MAX_LINE = 16 * 1024;
@@ -110,18 +111,6 @@ function parse(text: string, carry: { pending?: LogLine }): LogLine[] {
   return out;
 }
 
-function format(l: LogLine, timestamps: boolean): string {
-  return timestamps ? `${l.time} ${l.text}\n` : `${l.text}\n`;
-}
-
-/** Time in ns since the epoch of an RFC 3339 timestamp, for comparisons at full precision. */
-function timeNs(t: string): bigint {
-  const m = /^(.*?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/.exec(t);
-  if (!m) return BigInt(Date.parse(t) || 0) * 1_000_000n;
-  const secs = BigInt(Date.parse(`${m[1]}${m[3]}`));
-  return secs * 1_000_000n + BigInt((m[2] ?? '').padEnd(9, '0').slice(0, 9) || '0');
-}
-
 /**
  * Writes an instance's log to `out` the way the kubelet serves `containerLogs`: sinceTime /
  * sinceSeconds, tailLines, timestamps, limitBytes, and with `follow` keeps writing new lines
@@ -135,10 +124,7 @@ export async function streamLog(
   signal: AbortSignal,
 ): Promise<void> {
   const timestamps = opts.timestamps === true;
-  let since: bigint | undefined;
-  if (opts.sinceTime) since = timeNs(opts.sinceTime);
-  else if (opts.sinceSeconds !== undefined)
-    since = BigInt(Date.now() - opts.sinceSeconds * 1000) * 1_000_000n;
+  const since = sinceNs(opts.sinceTime ? timeNs(opts.sinceTime) : undefined, opts.sinceSeconds);
   let budget = opts.limitBytes ?? Infinity;
   const emit = (text: string): boolean => {
     if (budget <= 0) return false;
@@ -152,9 +138,8 @@ export async function streamLog(
   const carry: { pending?: LogLine } = {};
   const currentText = read(path);
   let lines = parse(Buffer.from(read(`${path}.1`) + currentText, 'latin1').toString('utf8'), carry);
-  if (since !== undefined) lines = lines.filter((l) => timeNs(l.time) >= since!);
-  if (opts.tailLines !== undefined) lines = opts.tailLines === 0 ? [] : lines.slice(-opts.tailLines);
-  for (const l of lines) if (!emit(format(l, timestamps))) return;
+  lines = selectLines(lines, { sinceNs: since, tailLines: opts.tailLines });
+  for (const l of lines) if (!emit(formatLine(l, timestamps))) return;
   if (!opts.follow) return;
 
   let offset = Buffer.byteLength(currentText, 'latin1');
@@ -178,7 +163,7 @@ export async function streamLog(
       const cut = text.lastIndexOf('\n');
       rest = cut >= 0 ? text.slice(cut + 1) : text;
       for (const l of parse(cut >= 0 ? text.slice(0, cut + 1) : '', carry))
-        if (!emit(format(l, timestamps))) return;
+        if (!emit(formatLine(l, timestamps))) return;
       continue;
     }
     if (done || signal.aborted) return;

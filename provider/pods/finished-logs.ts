@@ -13,6 +13,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { LogOptions as AgentLogOptions } from '../../lib/cell-agent-api.ts';
 import { CellAgentError } from '../../lib/cell-agent-client.ts';
 import type { Logger } from '../../lib/log.ts';
+import { formatLine, selectLines, sinceNs } from '../../lib/log-lines.ts';
 import { InvalidInputError, NotFoundError, type LogOptions } from '../kubelet-api/types.ts';
 
 export const DEFAULT_FINISHED_LOG_BYTES = 1024 * 1024;
@@ -56,14 +57,6 @@ export interface FinishedPodLogs {
 }
 
 const keyOf = (namespace: string, name: string) => `${namespace}/${name}`;
-
-/** Time in ns since the epoch of an RFC 3339 timestamp, at full precision. */
-function timeNs(t: string): bigint {
-  const m = /^(.*?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/.exec(t);
-  const secs = Date.parse(m ? `${m[1]}${m[3]}` : t);
-  if (Number.isNaN(secs)) return 0n;
-  return BigInt(secs) * 1_000_000n + BigInt((m?.[2] ?? '').padEnd(9, '0').slice(0, 9) || '0');
-}
 
 /**
  * Reads `stream` to its end, keeping at most the last `limit` bytes, cut to whole lines (a single
@@ -261,20 +254,19 @@ export class FinishedLogs {
       throw new InvalidInputError(
         `container "${container}" in pod "${name}" has no log: the pod finished and its VM was deleted, and ${kept.missing}`,
       );
-    let lines = kept.log.toString('utf8').split('\n');
+    const lines = kept.log.toString('utf8').split('\n');
     lines.pop(); // the text after the last newline: empty
     const parsed = lines.map((l) => {
       const sp = l.indexOf(' ');
       return sp < 0 ? { time: '', text: l } : { time: l.slice(0, sp), text: l.slice(sp + 1) };
     });
-    let since: bigint | undefined;
-    if (opts.sinceTime) since = BigInt(opts.sinceTime.getTime()) * 1_000_000n;
-    else if (opts.sinceSeconds !== undefined)
-      since = BigInt(this.now() - opts.sinceSeconds * 1000) * 1_000_000n;
-    let out = since === undefined ? parsed : parsed.filter((l) => timeNs(l.time) >= since!);
-    if (opts.tailLines !== undefined) out = opts.tailLines === 0 ? [] : out.slice(-opts.tailLines);
-    lines = out.map((l) => (opts.timestamps ? `${l.time} ${l.text}\n` : `${l.text}\n`));
-    let buf = Buffer.from(lines.join(''));
+    const since = sinceNs(
+      opts.sinceTime ? BigInt(opts.sinceTime.getTime()) * 1_000_000n : undefined,
+      opts.sinceSeconds,
+      this.now(),
+    );
+    const out = selectLines(parsed, { sinceNs: since, tailLines: opts.tailLines });
+    let buf = Buffer.from(out.map((l) => formatLine(l, opts.timestamps === true)).join(''));
     if (opts.limitBytes !== undefined) buf = buf.subarray(0, opts.limitBytes);
     return Readable.from(buf.length ? [buf] : []);
   }
