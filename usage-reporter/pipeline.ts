@@ -3,19 +3,14 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from '../lib/log.ts';
 import type { ReporterStatus } from '../lib/usage-reporter-client.ts';
 import { Aggregator } from './aggregator.ts';
-import {
-  decodeServiceAccountKey,
-  type AgentConfig,
-  type MetricConfig,
-  type ServiceControlEndpointConfig,
-} from './config.ts';
+import { decodeServiceAccountKey, type AgentConfig, type MetricConfig } from './config.ts';
 import { EndpointQueue, type RetryPolicy } from './endpoint-queue.ts';
 import { DiskEndpoint } from './endpoints/disk.ts';
 import type { Endpoint } from './endpoints/endpoint.ts';
 import { ServiceControlEndpoint } from './endpoints/servicecontrol.ts';
 import { addLabelsFilter, type ReportFilter } from './filters/add-labels.ts';
 import { validateReport, type Report, type StampedReport } from './report.ts';
-import { createServiceControlClient, type ServiceControlApi } from './service-control-client.ts';
+import { createServiceControlClient } from './service-control-client.ts';
 import { Heartbeat } from './sources/heartbeat.ts';
 import { StateStore } from './state-store.ts';
 import { ReporterStats, buildStatus } from './status.ts';
@@ -34,8 +29,6 @@ export interface PipelineOptions {
   diskCleanupIntervalMs?: number;
   /** Called when an accepted report cannot be written; main.ts exits so a restart reloads the disk state. */
   onPersistFailure?: (err: Error) => void;
-  /** Builds the Service Control client; tests and other embedders may swap it. */
-  serviceControlClient?: (cfg: ServiceControlEndpointConfig, identityIndex: number) => ServiceControlApi;
 }
 
 /** A report that could not be taken because the agent is shutting down or cannot persist. */
@@ -64,12 +57,12 @@ export class Pipeline {
   agentId = '';
 
   constructor(private readonly opts: PipelineOptions) {
-    const { config, log, registry } = opts;
+    const { config, registry } = opts;
     const writes = new Histogram({
       name: 'usage_reporter_state_write_seconds',
       help: 'duration of one grouped state write round (temporary files, fsync, rename, directory fsync)',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-      registers: [opts.registry],
+      registers: [registry],
     });
     this.store = new StateStore(opts.stateDir, (s) => writes.observe(s));
     this.metrics = new Map(config.metrics.map((m) => [m.name, m]));
@@ -104,7 +97,6 @@ export class Pipeline {
         this.set(stats.totalFailureCount);
       },
     });
-    void log;
   }
 
   private buildEndpoint(i: number): Endpoint {
@@ -120,19 +112,17 @@ export class Pipeline {
     }
     const sc = ep.servicecontrol!;
     const identityIndex = config.identities.findIndex((id) => id.name === sc.identity);
-    const client =
-      this.opts.serviceControlClient?.(sc, identityIndex) ??
-      createServiceControlClient({
-        rootUrl: sc.rootUrl,
-        key: sc.rootUrl
-          ? undefined
-          : decodeServiceAccountKey(
-              config.identities[identityIndex]!.gcp,
-              `identities[${identityIndex}].gcp`,
-              'config',
-            ),
-        timeoutMs: this.opts.requestTimeoutMs,
-      });
+    const client = createServiceControlClient({
+      rootUrl: sc.rootUrl,
+      key: sc.rootUrl
+        ? undefined
+        : decodeServiceAccountKey(
+            config.identities[identityIndex]!.gcp,
+            `identities[${identityIndex}].gcp`,
+            'config',
+          ),
+      timeoutMs: this.opts.requestTimeoutMs,
+    });
     return new ServiceControlEndpoint({
       name: ep.name,
       config: sc,

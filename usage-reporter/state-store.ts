@@ -15,8 +15,6 @@ export class StateStore {
   private dirty = new Map<string, () => unknown>();
   private inFlight: Promise<void> = Promise.resolve();
   private next: Promise<void> | null = null;
-  /** Completed write rounds, for metrics. */
-  rounds = 0;
 
   constructor(
     readonly dir: string,
@@ -98,7 +96,6 @@ export class StateStore {
         const dirs = new Set(keys.map((k) => dirname(join(this.dir, k))));
         await Promise.all([...dirs].map((d) => fsyncDir(d)));
       }
-      this.rounds++;
       this.onRound?.((performance.now() - started) / 1000);
     } catch (e) {
       // Keep the changes for the next round; newer snapshots of the same file win.
