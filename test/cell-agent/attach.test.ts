@@ -3,15 +3,7 @@ import type { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import WebSocket from 'ws';
 import { CellAgentError, type AttachSession } from '../../lib/cell-agent-client.ts';
-import {
-  freeCell,
-  makePod,
-  startAgent,
-  startImageCell,
-  waitForStatus,
-  type TestAgent,
-  type TestImageCell,
-} from './support.ts';
+import { makePod, waitForStatus, type TestAgent, useImageAgent } from './support.ts';
 
 /** Collects what a stream delivers; `until` waits for a pattern. */
 function collect(stream: Readable) {
@@ -44,24 +36,15 @@ function collect(stream: Readable) {
 
 describe('cell agent: attach', function () {
   this.timeout(60_000);
-  let site: TestImageCell;
   let agent: TestAgent;
   let image: string;
   const sessions: AttachSession[] = [];
 
-  before(async () => {
-    site = await startImageCell();
-    image = site.image;
-    agent = await startAgent(site.cell, { insecureRegistries: [site.registryHost] });
-  });
-  after(async () => {
-    await agent?.stop();
-    await site?.stop();
-  });
-  afterEach(async () => {
+  // Registered first, so sessions close before the cell is freed.
+  afterEach(() => {
     for (const s of sessions.splice(0)) s.close();
-    await freeCell(agent.client);
   });
+  useImageAgent((s) => ({ agent, image } = s));
 
   const attach = (container: string, opts: { stdin?: boolean; stdout?: boolean; stderr?: boolean }) => {
     const s = agent.client.attach(container, { stdout: true, stderr: true, ...opts });

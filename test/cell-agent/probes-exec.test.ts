@@ -1,33 +1,13 @@
 import assert from 'node:assert/strict';
 import { text } from 'node:stream/consumers';
 import WebSocket from 'ws';
-import {
-  makePod,
-  startAgent,
-  waitForStatus,
-  type TestAgent,
-  freeCell,
-  isTerminal,
-  startImageCell,
-  type TestImageCell,
-} from './support.ts';
+import { makePod, waitForStatus, type TestAgent, isTerminal, useImageAgent } from './support.ts';
 
 describe('cell agent: probes, exec, stats and graceful delete', function () {
   this.timeout(60_000);
-  let site: TestImageCell;
   let agent: TestAgent;
   let image: string;
-
-  before(async () => {
-    site = await startImageCell();
-    image = site.image;
-    agent = await startAgent(site.cell, { insecureRegistries: [site.registryHost] });
-  });
-  after(async () => {
-    await agent?.stop();
-    await site?.stop();
-  });
-  afterEach(() => freeCell(agent.client));
+  useImageAgent((s) => ({ agent, image } = s));
 
   const exec = async (container: string, command: string[], stdin?: string) => {
     const session = agent.client.exec(container, command, {

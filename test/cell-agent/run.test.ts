@@ -10,36 +10,28 @@ import { CellAgentError } from '../../lib/cell-agent-client.ts';
 import { createCA, issueCertificate } from '../../lib/tls.ts';
 import {
   makePod,
-  startAgent,
   waitForStatus,
   type TestAgent,
   type TestCellNetwork,
-  freeCell,
   isTerminal,
-  startImageCell,
-  type TestImageCell,
+  useImageAgent,
 } from './support.ts';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 describe('cell agent: running pods with runc', function () {
   this.timeout(60_000);
-  let site: TestImageCell;
   let cell: TestCellNetwork;
   let agent: TestAgent;
   let image: string;
-
-  before(async () => {
-    site = await startImageCell({ env: ['FROM_IMAGE=yes'] });
-    ({ cell, image } = site);
-    agent = await startAgent(cell, { insecureRegistries: [site.registryHost] });
-  });
-  after(async () => {
-    await agent?.stop();
-    await site?.stop();
-  });
   // Each test leaves the cell free for the next pod.
-  afterEach(() => freeCell(agent.client));
+  useImageAgent(
+    (s) => {
+      ({ agent, image } = s);
+      cell = s.site.cell;
+    },
+    { env: ['FROM_IMAGE=yes'] },
+  );
 
   it('runs init containers in order, then app containers that talk over localhost, with env and volume files', async () => {
     const work = [{ name: 'work', mountPath: '/work' }];

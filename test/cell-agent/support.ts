@@ -265,3 +265,31 @@ export async function startImageCell(spec: Partial<ImageSpec> = {}): Promise<Tes
   }
   return { cell, registryHost: fwd.host, image: `${fwd.host}/kip-test/busybox:1`, stop };
 }
+
+/** What `useImageAgent` hands its suite once the cell and agent are up. */
+export interface ImageAgentSuite {
+  site: TestImageCell;
+  agent: TestAgent;
+  image: string;
+}
+
+/**
+ * Registers the hooks of a suite that runs pods on one agent: before all tests, a cell pulling
+ * from a registry (`startImageCell(spec)`) and an agent trusting that registry, handed to
+ * `onStart`; after each test, `freeCell`; after all, both stopped. Hooks the suite registers
+ * before this call run before these (mocha keeps registration order).
+ */
+export function useImageAgent(onStart: (s: ImageAgentSuite) => void, spec: Partial<ImageSpec> = {}): void {
+  let site: TestImageCell | undefined;
+  let agent: TestAgent | undefined;
+  before(async () => {
+    site = await startImageCell(spec);
+    agent = await startAgent(site.cell, { insecureRegistries: [site.registryHost] });
+    onStart({ site, agent, image: site.image });
+  });
+  after(async () => {
+    await agent?.stop();
+    await site?.stop();
+  });
+  afterEach(() => freeCell(agent!.client));
+}

@@ -8,35 +8,15 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { CellAgentError } from '../../lib/cell-agent-client.ts';
-import {
-  freeCell,
-  isTerminal,
-  makePod,
-  startAgent,
-  startImageCell,
-  waitForStatus,
-  type TestAgent,
-  type TestImageCell,
-} from './support.ts';
+import { isTerminal, makePod, waitForStatus, type TestAgent, useImageAgent } from './support.ts';
 
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
 
 describe('cell agent: replacing volume files of a running pod', function () {
   this.timeout(60_000);
-  let site: TestImageCell;
   let agent: TestAgent;
   let image: string;
-
-  before(async () => {
-    site = await startImageCell();
-    image = site.image;
-    agent = await startAgent(site.cell, { insecureRegistries: [site.registryHost] });
-  });
-  after(async () => {
-    await agent?.stop();
-    await site?.stop();
-  });
-  afterEach(() => freeCell(agent.client));
+  useImageAgent((s) => ({ agent, image } = s));
 
   const exec = async (container: string, command: string[]) => {
     const s = agent.client.exec(container, command, { stdout: true, stderr: true });
