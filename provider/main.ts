@@ -28,6 +28,7 @@ import { InstanceObserver } from './cloud/instance-observer.ts';
 import { OrphanCollector } from './cloud/orphan-collector.ts';
 import { loadProviderConfig, type ProviderConfig } from './config.ts';
 import { Informer } from './informer.ts';
+import { splitHostPort } from './listen-address.ts';
 import { KubeletAuth, kubernetesReviewers } from './kubelet-api/auth.ts';
 import { startKubeletApiServer } from './kubelet-api/server.ts';
 import { createProviderMetrics, setCounts, type ProviderMetrics } from './metrics.ts';
@@ -82,11 +83,6 @@ function inClusterCA(cfg: ProviderConfig): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function splitHostPort(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  return { host: listen.slice(0, i) || '0.0.0.0', port: Number(listen.slice(i + 1)) };
 }
 
 /** Whether a Compute API can be called without probing the network for credentials. */

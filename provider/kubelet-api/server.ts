@@ -1,10 +1,11 @@
 import { once } from 'node:events';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Counter } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../lib/log.ts';
+import { splitHostPort } from '../listen-address.ts';
 import { prepareAttach } from './attach.ts';
 import { AuthError, type KubeletAuth } from './auth.ts';
 import { serveContainerLogs } from './container-logs.ts';
@@ -176,15 +177,7 @@ export async function startKubeletApiServer(opts: KubeletApiServerOptions): Prom
   }
 
   function refuseUpgrade(socket: Socket, status: number, message: string): void {
-    const reason =
-      {
-        400: 'Bad Request',
-        401: 'Unauthorized',
-        403: 'Forbidden',
-        404: 'Not Found',
-        500: 'Internal Server Error',
-        501: 'Not Implemented',
-      }[status] ?? 'Error';
+    const reason = STATUS_CODES[status] ?? 'Error';
     socket.end(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(message) + 1}\r\nConnection: close\r\n\r\n${message}\n`,
     );
@@ -267,9 +260,8 @@ export async function startKubeletApiServer(opts: KubeletApiServerOptions): Prom
   );
   server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
 
-  const idx = opts.listen.lastIndexOf(':');
-  const host = opts.listen.slice(0, idx) || '0.0.0.0';
-  server.listen(Number(opts.listen.slice(idx + 1)), host);
+  const { host, port: wanted } = splitHostPort(opts.listen);
+  server.listen(wanted, host);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   log.info({ host, port }, 'kubelet API listening');
