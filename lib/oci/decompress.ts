@@ -1,4 +1,3 @@
-import { open } from 'node:fs/promises';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { Decompress } from 'fzstd';
@@ -8,26 +7,14 @@ export type Compression = 'gzip' | 'zstd' | 'none';
 const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
-/** How a stream starting with `head` is compressed (gzip, zstd, or none). */
+/**
+ * How a stream starting with `head` is compressed (gzip, zstd, or none). Layers are sniffed rather
+ * than trusted by media type because some tools label uncompressed tars as gzip.
+ */
 export function compressionOf(head: Buffer): Compression {
   if (GZIP_MAGIC.every((b, i) => head[i] === b)) return 'gzip';
   if (ZSTD_MAGIC.every((b, i) => head[i] === b)) return 'zstd';
   return 'none';
-}
-
-/**
- * How the file at `path` is compressed, from its first bytes. Layers are sniffed rather than
- * trusted by media type because some tools label uncompressed tars as gzip.
- */
-export async function sniffCompression(path: string): Promise<Compression> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(4);
-    const { bytesRead } = await fh.read(buf, 0, 4, 0);
-    return compressionOf(buf.subarray(0, bytesRead));
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Reads the first `n` bytes of `source` (fewer if it ends) and returns them with the whole stream, replayed. */
