@@ -66,6 +66,9 @@ interface Route {
 
 const UNAUTHORIZED = new ApiError(401, 'Unauthorized', 'Unauthorized');
 
+/** What the real server answers to a Binding: a Status, not the Binding. */
+const BINDING_CREATED = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
+
 function wantsTable(req: IncomingMessage): boolean {
   const accept = req.headers.accept ?? '';
   return /as=Table/.test(accept) && /g=meta\.k8s\.io/.test(accept);
@@ -77,6 +80,11 @@ function serveJson(def: ResourceDef, obj: KObject, json: string): string {
   const gv = groupVersion(def);
   if (obj.apiVersion === gv) return json;
   return JSON.stringify({ ...obj, apiVersion: gv });
+}
+
+/** Serves an object just written, which has no stored JSON at hand. */
+function serveWritten(def: ResourceDef, obj: KObject): string {
+  return serveJson(def, obj, JSON.stringify(obj));
 }
 
 function serveObject(def: ResourceDef, obj: KObject): KObject {
@@ -120,6 +128,12 @@ export function createHandler(deps: ServerDeps): Handlers {
     const claims = deps.tokens.verify(token);
     if ('error' in claims) throw UNAUTHORIZED;
     return serviceAccountUser(claims);
+  }
+
+  /** The Node a pod is bound to, if it is bound and the Node exists. */
+  function nodeOf(pod: KObject): KObject | undefined {
+    const nodeName = getPath(pod, 'spec.nodeName') as string | undefined;
+    return nodeName ? store.get('/nodes', '', nodeName)?.obj : undefined;
   }
 
   function parseRoute(segs: string[], group: string, version: string, query: URLSearchParams): Route {
@@ -240,6 +254,13 @@ export function createHandler(deps: ServerDeps): Handlers {
     return decoded;
   }
 
+  /** A PATCH body: an apply configuration is read as YAML, every other patch type as JSON. */
+  async function readPatch(req: IncomingMessage) {
+    const type = patchTypeOf(req.headers['content-type']);
+    const body = parseBody(await readBody(req), type === 'apply' ? 'application/yaml' : 'application/json');
+    return { type, body };
+  }
+
   function deleteOptions(body: unknown, query: URLSearchParams): DeleteOptions {
     const opts: DeleteOptions = {};
     const b = isPlainObject(body) ? body : {};
@@ -298,7 +319,7 @@ export function createHandler(deps: ServerDeps): Handlers {
       }
       case 'Binding':
         bind(route.namespace!, obj.metadata.name ?? '', body, query);
-        sendJson(res, 201, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 });
+        sendJson(res, 201, BINDING_CREATED);
         return;
       case 'SelfSubjectReview':
         out = { ...body, metadata: { creationTimestamp: null }, status: { userInfo: user } };
@@ -313,17 +334,11 @@ export function createHandler(deps: ServerDeps): Handlers {
   }
 
   function tokenReview(token: string, audiences: string[]): Record<string, unknown> {
-    if (!deps.tokens.isOurs(token)) {
-      // The kubeconfig's token (or any other bearer token) is the administrator.
-      return {
-        authenticated: true,
-        user: ADMIN_USER,
-        audiences: audiences.length ? audiences : [deps.tokens.issuer],
-      };
-    }
+    const wanted = audiences.length ? audiences : [deps.tokens.issuer];
+    // The kubeconfig's token (or any other bearer token) is the administrator.
+    if (!deps.tokens.isOurs(token)) return { authenticated: true, user: ADMIN_USER, audiences: wanted };
     const claims = deps.tokens.verify(token);
     if ('error' in claims) return { authenticated: false, user: {}, error: claims.error };
-    const wanted = audiences.length ? audiences : [deps.tokens.issuer];
     const matched = wanted.filter((a) => claims.aud.includes(a));
     if (matched.length === 0)
       return {
@@ -416,9 +431,8 @@ export function createHandler(deps: ServerDeps): Handlers {
       const ref = { name: target.obj.metadata.name!, uid: target.obj.metadata.uid! };
       if (kind === 'Pod') {
         claims.pod = ref;
-        const nodeName = getPath(target.obj, 'spec.nodeName') as string | undefined;
-        const node = nodeName ? store.get('/nodes', '', nodeName) : undefined;
-        if (node) claims.node = { name: nodeName!, uid: node.obj.metadata.uid! };
+        const node = nodeOf(target.obj);
+        if (node) claims.node = { name: node.metadata.name!, uid: node.metadata.uid! };
       } else if (kind === 'Secret') claims.secret = ref;
       else claims.node = ref;
     }
@@ -471,7 +485,7 @@ export function createHandler(deps: ServerDeps): Handlers {
     res: ServerResponse,
     query: URLSearchParams,
     user: UserInfo,
-  ): Promise<string> {
+  ): Promise<void> {
     const { def, namespace = '', name, sub } = route;
     const method = req.method ?? 'GET';
     const dryRun = query.getAll('dryRun').includes('All');
@@ -492,7 +506,7 @@ export function createHandler(deps: ServerDeps): Handlers {
       if (name !== undefined) {
         if (!items[0]) throw notFound(def.plural, def.group, name);
         sendJson(res, 200, items[0]);
-        return 'get';
+        return;
       }
       const labels = parseLabelSelector(query.get('labelSelector'));
       sendJson(res, 200, {
@@ -501,12 +515,12 @@ export function createHandler(deps: ServerDeps): Handlers {
         metadata: {},
         items: items.filter((i) => labels(i)),
       });
-      return 'list';
+      return;
     }
     if (def.virtual) {
       if (method !== 'POST' || name) throw methodNotAllowed();
       await handleVirtual(route, req, res, query, user);
-      return 'create';
+      return;
     }
     if (def.namespaced && name !== undefined && route.namespace === undefined) throw resourceNotFound();
 
@@ -535,7 +549,7 @@ export function createHandler(deps: ServerDeps): Handlers {
             res,
             () => deps.watchEvents.inc(),
           );
-          return 'watch';
+          return;
         }
         const page = listObjects(route, query);
         const meta: Record<string, unknown> = { resourceVersion: String(page.rv) };
@@ -560,15 +574,15 @@ export function createHandler(deps: ServerDeps): Handlers {
             `{"kind":"${def.kind}List","apiVersion":"${groupVersion(def)}","metadata":${JSON.stringify(meta)},"items":[${items}]}`,
           );
         }
-        return 'list';
+        return;
       }
       if (method === 'POST') {
         if (def.namespaced && route.namespace === undefined) throw methodNotAllowed();
         const { obj, warnings } = await readObject(req, route, query);
         if (def.kind === 'CertificateSigningRequest') stampRequester(obj, user);
         const created = objects.create(def, namespace, obj, dryRun);
-        sendJson(res, 201, serveJson(def, created, JSON.stringify(created)), warnings);
-        return 'create';
+        sendJson(res, 201, serveWritten(def, created), warnings);
+        return;
       }
       if (method === 'DELETE') {
         const body = req.headers['content-length'] !== '0' ? await readBody(req) : Buffer.alloc(0);
@@ -586,7 +600,7 @@ export function createHandler(deps: ServerDeps): Handlers {
           metadata: { resourceVersion: String(store.currentRv()) },
           items: out.map((o) => serveObject(def, o)),
         });
-        return 'deletecollection';
+        return;
       }
       throw methodNotAllowed();
     }
@@ -616,7 +630,7 @@ export function createHandler(deps: ServerDeps): Handlers {
               res,
               () => deps.watchEvents.inc(),
             );
-            return 'watch';
+            return;
           }
           const cur = objects.get(def, namespace, name);
           if (table)
@@ -626,7 +640,7 @@ export function createHandler(deps: ServerDeps): Handlers {
               tableJson(def, [cur.obj], { resourceVersion: cur.obj.metadata.resourceVersion }, query),
             );
           else sendJson(res, 200, serveJson(def, cur.obj, cur.json));
-          return 'get';
+          return;
         }
         case 'PUT': {
           const { obj, warnings } = await readObject(req, route, query);
@@ -638,19 +652,12 @@ export function createHandler(deps: ServerDeps): Handlers {
             next.metadata.resourceVersion = obj.metadata.resourceVersion;
             result = objects.update(def, namespace, name, next, '', dryRun);
           } else result = objects.update(def, namespace, name, obj, s, dryRun);
-          sendJson(
-            res,
-            result.created ? 201 : 200,
-            serveJson(def, result.obj, JSON.stringify(result.obj)),
-            warnings,
-          );
-          return 'update';
+          sendJson(res, result.created ? 201 : 200, serveWritten(def, result.obj), warnings);
+          return;
         }
         case 'PATCH': {
           if (s === 'finalize') throw methodNotAllowed();
-          const type = patchTypeOf(req.headers['content-type']);
-          const raw = await readBody(req);
-          const body = parseBody(raw, type === 'apply' ? 'application/yaml' : 'application/json');
+          const { type, body } = await readPatch(req);
           const validation = fieldValidationOf(query);
           const warnings: string[] = [];
           const decode = (o: KObject) => {
@@ -659,13 +666,8 @@ export function createHandler(deps: ServerDeps): Handlers {
             return d.obj;
           };
           const result = objects.patch(def, namespace, name, type, body, s, dryRun, decode);
-          sendJson(
-            res,
-            result.created ? 201 : 200,
-            serveJson(def, result.obj, JSON.stringify(result.obj)),
-            warnings,
-          );
-          return 'patch';
+          sendJson(res, result.created ? 201 : 200, serveWritten(def, result.obj), warnings);
+          return;
         }
         case 'DELETE': {
           if (s !== '') throw methodNotAllowed();
@@ -675,8 +677,8 @@ export function createHandler(deps: ServerDeps): Handlers {
           const result = objects.delete(def, namespace, name, opts);
           if (result.deleted && !(def.kind === 'Pod' && def.group === ''))
             sendJson(res, 200, deletedStatus(def, result.obj));
-          else sendJson(res, 200, serveJson(def, result.obj, JSON.stringify(result.obj)));
-          return 'delete';
+          else sendJson(res, 200, serveWritten(def, result.obj));
+          return;
         }
         default:
           throw methodNotAllowed();
@@ -689,7 +691,7 @@ export function createHandler(deps: ServerDeps): Handlers {
       const cur = objects.get(def, namespace, name).obj;
       if (method === 'GET') {
         sendJson(res, 200, scaleOf(cur));
-        return 'get';
+        return;
       }
       let next: KObject;
       if (method === 'PUT') {
@@ -700,37 +702,31 @@ export function createHandler(deps: ServerDeps): Handlers {
           def.group,
         );
       } else if (method === 'PATCH') {
-        const type = patchTypeOf(req.headers['content-type']);
-        const body = parseBody(
-          await readBody(req),
-          type === 'apply' ? 'application/yaml' : 'application/json',
-        );
+        const { type, body } = await readPatch(req);
         next = applyScale(cur, patchScale(cur, type, body), def.plural, def.group);
       } else throw methodNotAllowed();
       const result = objects.update(def, namespace, name, clone(next), '', dryRun);
       sendJson(res, 200, scaleOf(result.obj));
-      return method === 'PUT' ? 'update' : 'patch';
+      return;
     }
     if (sub === 'log') {
       if (method !== 'GET') throw methodNotAllowed();
       const pod = objects.get(def, namespace, name).obj;
-      const nodeName = getPath(pod, 'spec.nodeName') as string | undefined;
-      const node = nodeName ? store.get('/nodes', '', nodeName)?.obj : undefined;
-      const target = kubeletLogUrl(pod, node, query);
+      const target = kubeletLogUrl(pod, nodeOf(pod), query);
       proxyLogs(target, req, res, (err) => sendError(res, err));
-      return 'get';
+      return;
     }
     if (sub === 'token') {
       if (method !== 'POST') throw methodNotAllowed();
       await tokenRequest(route, req, res, query);
-      return 'create';
+      return;
     }
     if (sub === 'binding') {
       if (method !== 'POST') throw methodNotAllowed();
       const body = parseBody(await readBody(req), req.headers['content-type']);
       bind(namespace, name, body, query);
-      sendJson(res, 201, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 });
-      return 'create';
+      sendJson(res, 201, BINDING_CREATED);
+      return;
     }
     throw resourceNotFound();
   }
@@ -892,9 +888,7 @@ export function createHandler(deps: ServerDeps): Handlers {
       authenticate(req); // a stale service account token is 401 here too
       const podDef = registry.get('', 'v1', 'pods')!;
       const pod = objects.get(podDef, decodeURIComponent(m[1]!), decodeURIComponent(m[2]!)).obj;
-      const nodeName = getPath(pod, 'spec.nodeName') as string | undefined;
-      const node = nodeName ? store.get('/nodes', '', nodeName)?.obj : undefined;
-      const target = kubeletStreamUrl(m[3]!, pod, node, url.searchParams);
+      const target = kubeletStreamUrl(m[3]!, pod, nodeOf(pod), url.searchParams);
       deps.requests.inc({ verb: 'create', resource: `pods/${m[3]}`, code: '101' });
       proxyUpgrade(target, req, socket, head);
     } catch (err) {
