@@ -17,7 +17,6 @@ export interface AggregatorOptions {
   log: Logger;
   /** Receives the bucket's reports when it is flushed (enqueues them on the metric's endpoints). */
   emit: (reports: StampedReport[]) => void;
-  now?: () => number;
 }
 
 /**
@@ -30,12 +29,10 @@ export class Aggregator {
   private bucket: BucketFile | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly file: string;
-  private readonly now: () => number;
 
   constructor(private readonly opts: AggregatorOptions) {
     this.metric = opts.metric;
     this.file = `aggregator/${this.metric.name}.json`;
-    this.now = opts.now ?? Date.now;
   }
 
   private get bufferMs(): number {
@@ -57,7 +54,7 @@ export class Aggregator {
 
   private arm(): void {
     if (this.timer || !this.bucket) return;
-    const due = Math.max(0, this.bucket.createdAt + this.bufferMs - this.now());
+    const due = Math.max(0, this.bucket.createdAt + this.bufferMs - Date.now());
     this.timer = setTimeout(() => {
       this.timer = null;
       this.flush();
@@ -67,7 +64,7 @@ export class Aggregator {
   /** Adds a validated report to the open bucket (in memory; the caller commits the store). */
   add(r: Report): void {
     if (!this.bucket) {
-      this.bucket = { createdAt: this.now(), entries: {} };
+      this.bucket = { createdAt: Date.now(), entries: {} };
       this.arm();
     }
     const key = labelKey(r.labels);

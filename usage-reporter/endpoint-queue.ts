@@ -34,7 +34,6 @@ export interface EndpointQueueOptions extends RetryPolicy {
   store: StateStore;
   stats: ReporterStats;
   log: Logger;
-  now?: () => number;
 }
 
 /** Exponential backoff with jitter: min·2^(n-1) capped at max, plus up to min(1 s, min) random. */
@@ -63,12 +62,10 @@ export class EndpointQueue {
   private stopped = false;
   private wakeUp: (() => void) | null = null;
   private loop: Promise<void> | null = null;
-  private readonly now: () => number;
   private readonly file: string;
 
   constructor(private readonly opts: EndpointQueueOptions) {
     this.name = opts.endpoint.name;
-    this.now = opts.now ?? Date.now;
     this.file = `epqueue/${this.name}.json`;
   }
 
@@ -98,7 +95,7 @@ export class EndpointQueue {
   enqueue(report: StampedReport): void {
     if (this.ids.has(report.id)) return;
     this.ids.add(report.id);
-    this.items.push({ report, enqueuedAt: this.now() });
+    this.items.push({ report, enqueuedAt: Date.now() });
     this.markDirty();
     if (this.nextAttempt === null) this.wake();
   }
@@ -135,7 +132,7 @@ export class EndpointQueue {
   }
 
   private expire(): void {
-    const now = this.now();
+    const now = Date.now();
     const expired = this.items.filter((i) => now - i.enqueuedAt > this.opts.maxQueueTimeMs);
     for (const item of expired) {
       this.remove(item);
@@ -173,7 +170,7 @@ export class EndpointQueue {
         this.lastError = null;
         this.blocked = null;
         this.nextAttempt = null;
-        this.opts.stats.success(this.now());
+        this.opts.stats.success(Date.now());
         this.opts.log.debug({ endpoint: this.name, id: item.report.id }, 'report sent');
         await this.commit();
       } catch (e) {
@@ -205,7 +202,7 @@ export class EndpointQueue {
             'send failed',
           );
         }
-        this.nextAttempt = this.now() + delay;
+        this.nextAttempt = Date.now() + delay;
         if (!this.stopped) await this.sleep(delay);
         this.nextAttempt = null;
       }
@@ -214,11 +211,11 @@ export class EndpointQueue {
 
   /** Resolves when the queue is empty or `timeoutMs` passed (for the shutdown flush). */
   async drain(timeoutMs: number): Promise<boolean> {
-    const deadline = this.now() + timeoutMs;
+    const deadline = Date.now() + timeoutMs;
     // Stop early when no attempt can happen before the deadline: the queue file keeps the rest.
     while (
       this.items.length > 0 &&
-      this.now() < deadline &&
+      Date.now() < deadline &&
       !this.blocked &&
       !(this.nextAttempt !== null && this.nextAttempt > deadline)
     ) {

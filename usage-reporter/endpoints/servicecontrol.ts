@@ -18,7 +18,6 @@ export interface ServiceControlEndpointOptions {
   agentId: string;
   /** How long a check result is reused (and how long a blocked consumer waits); 60 s by default. */
   checkIntervalMs: number;
-  now?: () => number;
 }
 
 /** The Service Control operation for a report, as ubbagent builds it. */
@@ -47,19 +46,15 @@ export function toOperation(
 /** Sends each report as one `services.report` operation, after a `services.check` at most once per interval. */
 export class ServiceControlEndpoint implements Endpoint {
   readonly name: string;
-  private readonly now: () => number;
   private checkedUntil = 0;
   private blocked: { code: string; until: number } | undefined;
-  /** Calls made, for status and tests. */
-  checks = 0;
 
   constructor(private readonly opts: ServiceControlEndpointOptions) {
     this.name = opts.name;
-    this.now = opts.now ?? Date.now;
   }
 
   private async ensureChecked(op: Operation): Promise<void> {
-    const now = this.now();
+    const now = Date.now();
     if (this.blocked && now < this.blocked.until) {
       throw new BlockedError(
         this.blocked.code,
@@ -69,7 +64,6 @@ export class ServiceControlEndpoint implements Endpoint {
     }
     if (now < this.checkedUntil) return;
     const { userLabels: _omit, ...checkOp } = op;
-    this.checks++;
     const res = await this.opts.client.check(this.opts.config.serviceName, checkOp);
     const errors = res.checkErrors ?? [];
     if (errors.length > 0) {

@@ -8,7 +8,6 @@ export interface HeartbeatOptions {
   /** Accepts the report like `POST /report` does (validated, filtered, persisted). */
   submit: (body: unknown) => Promise<void>;
   log: Logger;
-  now?: () => number;
 }
 
 /**
@@ -18,13 +17,10 @@ export interface HeartbeatOptions {
 export class Heartbeat {
   private start: number;
   private timer: NodeJS.Timeout | null = null;
-  private readonly now: () => number;
   private readonly value: Value;
-  beats = 0;
 
   constructor(private readonly opts: HeartbeatOptions) {
-    this.now = opts.now ?? Date.now;
-    this.start = Math.floor(this.now() / 1000) * 1000;
+    this.start = Math.floor(Date.now() / 1000) * 1000;
     const v = opts.config.value;
     this.value =
       v.int64Value !== undefined ? { int64Value: String(v.int64Value) } : { doubleValue: v.doubleValue! };
@@ -36,7 +32,7 @@ export class Heartbeat {
   }
 
   private async beat(): Promise<void> {
-    const end = this.now();
+    const end = Date.now();
     const body = {
       name: this.opts.config.metric,
       startTime: new Date(this.start).toISOString(),
@@ -47,7 +43,6 @@ export class Heartbeat {
     this.start = end;
     try {
       await this.opts.submit(body);
-      this.beats++;
     } catch (e) {
       this.opts.log.error({ err: e, source: this.opts.name }, 'heartbeat report not accepted');
     }
