@@ -23,9 +23,6 @@ export const ATTACHABLE: Record<string, AttachRule> = {
 /** Accelerators built into machine types, by series. */
 export const BUILT_IN: Record<string, string> = { g2: 'nvidia-l4', a2: 'nvidia-tesla-a100' };
 
-/** Every accelerator Kip knows, for error messages. */
-export const KNOWN_ACCELERATORS = [...Object.keys(ATTACHABLE), ...Object.values(BUILT_IN)];
-
 /**
  * The smallest allowed count of `type` that is at least `wanted` and whose ceilings hold the VM,
  * or undefined when no count does.
