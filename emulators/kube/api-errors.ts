@@ -48,7 +48,7 @@ export class ApiError extends Error {
 }
 
 /** `<resource>.<group>` as the real server writes it in messages (`pods`, `deployments.apps`). */
-export function qualifiedResource(plural: string, group: string): string {
+function qualifiedResource(plural: string, group: string): string {
   return group ? `${plural}.${group}` : plural;
 }
 

@@ -208,7 +208,7 @@ function schemaValidator(schema: Record<string, unknown> | undefined): ResourceD
 }
 
 /** One resource table entry per served version of the CRD. */
-export function crdResources(crd: KObject): ResourceDef[] {
+function crdResources(crd: KObject): ResourceDef[] {
   const spec = crd.spec as CrdSpec;
   const storageVersion = spec.versions.find((v) => v.storage)?.name ?? spec.versions[0]!.name;
   return spec.versions

@@ -28,7 +28,7 @@ function defaultContainer(c: Rec): void {
 }
 
 /** The pod spec defaults (also used for pod templates in workloads). */
-export function defaultPodSpec(spec: Rec): void {
+function defaultPodSpec(spec: Rec): void {
   setDefault(spec, 'restartPolicy', 'Always');
   setDefault(spec, 'dnsPolicy', 'ClusterFirst');
   setDefault(spec, 'schedulerName', 'default-scheduler');

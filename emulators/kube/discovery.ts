@@ -34,7 +34,7 @@ const SUBRESOURCE_VERBS: Record<
 };
 
 /** Kubernetes version priority: GA before beta before alpha, higher numbers first. */
-export function compareVersions(a: string, b: string): number {
+function compareVersions(a: string, b: string): number {
   const parse = (v: string) => {
     const m = v.match(/^v(\d+)(?:(alpha|beta)(\d+))?$/);
     if (!m) return [0, 0, 0, v] as const;

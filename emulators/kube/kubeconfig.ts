@@ -13,7 +13,7 @@ export interface KubeconfigOptions {
  * A kubeconfig with one cluster, user and context. `insecure-skip-tls-verify` is set because
  * @kubernetes/client-node refuses plain-http servers without it; kubectl ignores it for http.
  */
-export function kubeconfigYaml(opts: KubeconfigOptions): string {
+function kubeconfigYaml(opts: KubeconfigOptions): string {
   const name = opts.name ?? 'kip-emulator';
   return stringify({
     apiVersion: 'v1',

@@ -11,7 +11,7 @@ import type { ObjectService } from './objects.ts';
 import { storageKey, type ResourceRegistry } from './resources.ts';
 import type { Store } from './store.ts';
 
-export const BUILTIN_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
+const BUILTIN_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
 const NS_KEY = '/namespaces';
 const SA_KEY = '/serviceaccounts';
 

@@ -163,7 +163,7 @@ function involvedObjectSelectors(prefix: string, fields: string[]): Record<strin
   );
 }
 
-export const BUILTIN_RESOURCES: ResourceDef[] = [
+const BUILTIN_RESOURCES: ResourceDef[] = [
   resource({
     version: 'v1',
     kind: 'Namespace',

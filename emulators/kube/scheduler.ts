@@ -56,7 +56,7 @@ function termMatches(term: NodeSelectorTerm, node: KObject): boolean {
 }
 
 /** Why `node` cannot take `pod`, or undefined when it can. */
-export function unfit(pod: KObject, node: KObject): string | undefined {
+function unfit(pod: KObject, node: KObject): string | undefined {
   const conds = (getPath(node, 'status.conditions') ?? []) as { type?: string; status?: string }[];
   if (!conds.some((c) => c.type === 'Ready' && c.status === 'True')) return 'node(s) were not ready';
   const tolerations = (getPath(pod, 'spec.tolerations') ?? []) as Toleration[];

@@ -16,7 +16,7 @@ export interface ColumnDef {
 }
 
 /** How Kubernetes prints an age: `45s`, `3m12s`, `5h2m`, `3d4h`... */
-export function humanDuration(ms: number): string {
+function humanDuration(ms: number): string {
   const seconds = Math.floor(ms / 1000);
   if (seconds < -1) return '<invalid>';
   if (seconds < 0) return '0s';
@@ -53,7 +53,7 @@ function textColumn(name: string, description: string, path: string, empty = '<n
 /** The same column shown only with `-o wide`. */
 const wide = (c: ColumnDef): ColumnDef => ({ ...c, priority: 1 });
 
-export const nameColumn: ColumnDef = {
+const nameColumn: ColumnDef = {
   name: 'Name',
   type: 'string',
   format: 'name',
@@ -106,7 +106,7 @@ interface ContainerStatusLike {
 }
 
 /** The STATUS column of `kubectl get pods`, following the real printer's precedence. */
-export function podStatusReason(pod: KObject): string {
+function podStatusReason(pod: KObject): string {
   const status = (pod.status ?? {}) as Record<string, unknown>;
   let reason = (status.reason as string) || (status.phase as string) || 'Pending';
   const inits = (status.initContainerStatuses ?? []) as ContainerStatusLike[];

@@ -5,7 +5,7 @@
  */
 import { generateKeyPairSync, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
 
-export const DEFAULT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
+const DEFAULT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 
 export interface UserInfo {
   username: string;

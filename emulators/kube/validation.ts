@@ -15,7 +15,7 @@ const CONFIG_KEY = /^[-._a-zA-Z0-9]+$/;
 
 export type NameRule = 'subdomain' | 'label' | 'dns1035' | 'path';
 
-export function nameProblem(name: string, rule: NameRule): string | undefined {
+function nameProblem(name: string, rule: NameRule): string | undefined {
   switch (rule) {
     case 'subdomain':
       if (name.length > 253) return 'must be no more than 253 characters';
@@ -108,7 +108,7 @@ function validateContainers(list: unknown, field: string, required: boolean): St
   return causes;
 }
 
-export function validatePodSpec(spec: unknown, field: string): StatusCause[] {
+function validatePodSpec(spec: unknown, field: string): StatusCause[] {
   if (!isPlainObject(spec)) return [fieldError('Required', `${field}.containers`, '')];
   return [
     ...validateContainers(spec.containers, `${field}.containers`, true),
