@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Container, V1LifecycleHandler, V1Pod, V1Probe } from '@kubernetes/client-node';
 import type {
   ContainerStatus,
@@ -10,7 +11,7 @@ import type {
   VolumeFiles,
 } from '../lib/cell-agent-api.ts';
 import type { Logger } from '../lib/log.ts';
-import { Backoff, sleep, type BackoffPolicy } from './backoff.ts';
+import { Backoff, type BackoffPolicy } from './backoff.ts';
 import { ContainerConfigError } from './bundle.ts';
 import { removeCgroupTree } from './cgroups.ts';
 import { ContainerRunner, type PodContext } from './container-runner.ts';
@@ -331,10 +332,10 @@ export class PodRunner {
         else r.setWaiting('ErrImagePull', `Failed to pull image "${ref}": ${msg}`);
         const delay = backoff.next(0);
         try {
-          await sleep(Math.min(1000, delay / 2), signal);
+          await sleep(Math.min(1000, delay / 2), undefined, { signal });
           if (r.state.waiting?.reason === 'ErrImagePull')
             r.setWaiting('ImagePullBackOff', `Back-off pulling image "${ref}"`);
-          await sleep(Math.max(0, delay - Math.min(1000, delay / 2)), signal);
+          await sleep(Math.max(0, delay - Math.min(1000, delay / 2)), undefined, { signal });
         } catch {
           return false;
         }
@@ -384,7 +385,7 @@ export class PodRunner {
         this.log.warn({ container: r.name, err: (e as Error).message }, 'container create failed');
         r.setWaiting(reason, (e as Error).message);
         try {
-          await sleep(backoff.next(0), signal);
+          await sleep(backoff.next(0), undefined, { signal });
         } catch {
           return false;
         }
@@ -397,7 +398,7 @@ export class PodRunner {
       const delay = backoff.next(ranMs);
       r.markRestarting(delay);
       try {
-        await sleep(delay, signal);
+        await sleep(delay, undefined, { signal });
       } catch {
         return false;
       }

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1ContainerPort, V1Probe } from '@kubernetes/client-node';
-import { sleep } from './backoff.ts';
 
 export interface ProbeTarget {
   /** Address probes connect to when the probe names no host (the pod IP). */
@@ -87,7 +87,7 @@ export async function runProbeLoop(
   let failures = 0;
   let last: boolean | undefined;
   try {
-    await sleep((probe.initialDelaySeconds ?? 0) * 1000, signal);
+    await sleep((probe.initialDelaySeconds ?? 0) * 1000, undefined, { signal });
     for (;;) {
       let ok = false;
       try {
@@ -100,7 +100,7 @@ export async function runProbeLoop(
       failures = ok ? 0 : failures + 1;
       if (ok && successes >= successThreshold && last !== true) onResult((last = true));
       if (!ok && failures >= failureThreshold && last !== false) onResult((last = false));
-      await sleep(period, signal);
+      await sleep(period, undefined, { signal });
     }
   } catch {
     // aborted
