@@ -277,25 +277,14 @@ function crossCheck(cfg: AgentConfig, source: string): void {
   const fail = (field: string, detail: string): never => {
     throw new ConfigError(`${source}: field "${field}" ${detail}`, field);
   };
-  const unique = (names: string[], section: string) => {
+  // Names must be unique within each section: references and state files go by name.
+  for (const section of ['identities', 'metrics', 'endpoints'] as const) {
     const seen = new Set<string>();
-    names.forEach((n, i) => {
+    cfg[section].forEach(({ name: n }, i) => {
       if (seen.has(n)) fail(`${section}[${i}].name`, `"${n}" is defined twice`);
       seen.add(n);
     });
-  };
-  unique(
-    cfg.identities.map((i) => i.name),
-    'identities',
-  );
-  unique(
-    cfg.metrics.map((m) => m.name),
-    'metrics',
-  );
-  unique(
-    cfg.endpoints.map((e) => e.name),
-    'endpoints',
-  );
+  }
   const identities = new Map(cfg.identities.map((i) => [i.name, i]));
   cfg.identities.forEach((id, i) => {
     const n =

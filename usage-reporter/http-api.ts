@@ -12,8 +12,6 @@ export interface HttpApiOptions {
   registry: Registry;
   log: Logger;
   port: number;
-  /** Always loopback: only containers in the same pod may report usage. */
-  host?: string;
 }
 
 /**
@@ -62,9 +60,8 @@ export async function startHttpApi(opts: HttpApiOptions): Promise<{ server: Serv
   );
 
   const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(opts.port, opts.host ?? '127.0.0.1', (err?: Error) =>
-      err ? reject(err) : resolve(s),
-    );
+    // Loopback only: only containers in the same pod may report usage.
+    const s = app.listen(opts.port, '127.0.0.1', (err?: Error) => (err ? reject(err) : resolve(s)));
   });
   server.keepAliveTimeout = 30_000;
   return { server, port: (server.address() as AddressInfo).port };
