@@ -8,12 +8,22 @@ const labels = (l: Record<string, string>) =>
     .join(',')}}`;
 const ms = (time: string | undefined) => (time ? ` ${Date.parse(time)}` : '');
 
-interface Family {
-  name: string;
-  help: string;
-  type: 'counter' | 'gauge';
-  samples: string[];
-}
+/** The families in the order the kubelet writes them: name, type and help. */
+const FAMILIES = [
+  ['node_cpu_usage_seconds_total', 'counter', 'Cumulative cpu time consumed by the node in core-seconds'],
+  ['node_memory_working_set_bytes', 'gauge', 'Current working set of the node in bytes'],
+  [
+    'container_cpu_usage_seconds_total',
+    'counter',
+    'Cumulative cpu time consumed by the container in core-seconds',
+  ],
+  ['container_memory_working_set_bytes', 'gauge', 'Current working set of the container in bytes'],
+  ['container_start_time_seconds', 'gauge', 'Start time of the container since unix epoch in seconds'],
+  ['pod_cpu_usage_seconds_total', 'counter', 'Cumulative cpu time consumed by the pod in core-seconds'],
+  ['pod_memory_working_set_bytes', 'gauge', 'Current working set of the pod in bytes'],
+  ['scrape_error', 'gauge', '1 if there was an error while getting container metrics, 0 otherwise'],
+] as const;
+type FamilyName = (typeof FAMILIES)[number][0];
 
 /**
  * The kubelet's `/metrics/resource` text from a stats summary, with the names and labels
@@ -21,74 +31,36 @@ interface Family {
  * Containers without CPU or memory figures are left out, as metrics-server would drop them.
  */
 export function resourceMetrics(summary: StatsSummary): string {
-  const fam = (name: string, type: Family['type'], help: string): Family => ({
-    name,
-    help,
-    type,
-    samples: [],
-  });
-  const nodeCpu = fam(
-    'node_cpu_usage_seconds_total',
-    'counter',
-    'Cumulative cpu time consumed by the node in core-seconds',
-  );
-  const nodeMem = fam('node_memory_working_set_bytes', 'gauge', 'Current working set of the node in bytes');
-  const ctrCpu = fam(
-    'container_cpu_usage_seconds_total',
-    'counter',
-    'Cumulative cpu time consumed by the container in core-seconds',
-  );
-  const ctrMem = fam(
-    'container_memory_working_set_bytes',
-    'gauge',
-    'Current working set of the container in bytes',
-  );
-  const ctrStart = fam(
-    'container_start_time_seconds',
-    'gauge',
-    'Start time of the container since unix epoch in seconds',
-  );
-  const podCpu = fam(
-    'pod_cpu_usage_seconds_total',
-    'counter',
-    'Cumulative cpu time consumed by the pod in core-seconds',
-  );
-  const podMem = fam('pod_memory_working_set_bytes', 'gauge', 'Current working set of the pod in bytes');
-  const scrapeError = fam(
-    'scrape_error',
-    'gauge',
-    '1 if there was an error while getting container metrics, 0 otherwise',
-  );
-
-  const cpu = (f: Family, l: string, c?: CpuStats) => {
-    if (c?.usageCoreNanoSeconds !== undefined)
-      f.samples.push(`${f.name}${l} ${c.usageCoreNanoSeconds / 1e9}${ms(c.time)}`);
+  const samples = new Map<FamilyName, string[]>(FAMILIES.map(([name]) => [name, []]));
+  const add = (name: FamilyName, l: string, value: number, time?: string) =>
+    samples.get(name)!.push(`${name}${l} ${value}${ms(time)}`);
+  const cpu = (name: FamilyName, l: string, c?: CpuStats) => {
+    if (c?.usageCoreNanoSeconds !== undefined) add(name, l, c.usageCoreNanoSeconds / 1e9, c.time);
   };
-  const mem = (f: Family, l: string, m?: MemoryStats) => {
-    if (m?.workingSetBytes !== undefined) f.samples.push(`${f.name}${l} ${m.workingSetBytes}${ms(m.time)}`);
+  const mem = (name: FamilyName, l: string, m?: MemoryStats) => {
+    if (m?.workingSetBytes !== undefined) add(name, l, m.workingSetBytes, m.time);
   };
 
   if (summary.node.cpu?.usageCoreNanoSeconds && summary.node.memory?.workingSetBytes) {
-    cpu(nodeCpu, '', summary.node.cpu);
-    mem(nodeMem, '', summary.node.memory);
+    cpu('node_cpu_usage_seconds_total', '', summary.node.cpu);
+    mem('node_memory_working_set_bytes', '', summary.node.memory);
   }
   for (const pod of summary.pods) {
-    const podLabels = { namespace: pod.podRef.namespace, pod: pod.podRef.name };
-    cpu(podCpu, labels(podLabels), pod.cpu);
-    mem(podMem, labels(podLabels), pod.memory);
+    const podLabels = labels({ namespace: pod.podRef.namespace, pod: pod.podRef.name });
+    cpu('pod_cpu_usage_seconds_total', podLabels, pod.cpu);
+    mem('pod_memory_working_set_bytes', podLabels, pod.memory);
     for (const c of pod.containers) {
       if (!c.cpu?.usageCoreNanoSeconds || !c.memory?.workingSetBytes) continue;
       const l = labels({ container: c.name, namespace: pod.podRef.namespace, pod: pod.podRef.name });
-      cpu(ctrCpu, l, c.cpu);
-      mem(ctrMem, l, c.memory);
-      ctrStart.samples.push(`${ctrStart.name}${l} ${Date.parse(c.startTime) / 1000}`);
+      cpu('container_cpu_usage_seconds_total', l, c.cpu);
+      mem('container_memory_working_set_bytes', l, c.memory);
+      add('container_start_time_seconds', l, Date.parse(c.startTime) / 1000);
     }
   }
-  scrapeError.samples.push('scrape_error 0');
-  return [nodeCpu, nodeMem, ctrCpu, ctrMem, ctrStart, podCpu, podMem, scrapeError]
-    .map((f) =>
-      [`# HELP ${f.name} [STABLE] ${f.help}`, `# TYPE ${f.name} ${f.type}`, ...f.samples].join('\n'),
-    )
+  add('scrape_error', '', 0);
+  return FAMILIES.map(([name, type, help]) =>
+    [`# HELP ${name} [STABLE] ${help}`, `# TYPE ${name} ${type}`, ...samples.get(name)!].join('\n'),
+  )
     .join('\n')
     .concat('\n');
 }
