@@ -111,12 +111,13 @@ export class CellAgentClient {
     });
   }
 
-  private async call<T>(
+  /** The reply body as text; a 4xx/5xx becomes a CellAgentError. */
+  private async callText(
     method: Dispatcher.HttpMethod,
     path: string,
     body?: unknown,
     extra: { headersTimeout?: number; signal?: AbortSignal } = {},
-  ): Promise<T> {
+  ): Promise<string> {
     const res = await request(new URL(path, this.base), {
       method,
       dispatcher: this.agent,
@@ -126,7 +127,11 @@ export class CellAgentClient {
     });
     const text = await res.body.text();
     if (res.statusCode >= 400) throw errorFrom(res.statusCode, text);
-    return JSON.parse(text) as T;
+    return text;
+  }
+
+  private async call<T>(...args: Parameters<CellAgentClient['callText']>): Promise<T> {
+    return JSON.parse(await this.callText(...args)) as T;
   }
 
   healthz(): Promise<HealthReply> {
@@ -169,11 +174,8 @@ export class CellAgentClient {
   }
 
   /** The agent's Prometheus metrics, in the text exposition format. */
-  async metricsText(): Promise<string> {
-    const res = await request(new URL('/metrics', this.base), { method: 'GET', dispatcher: this.agent });
-    const text = await res.body.text();
-    if (res.statusCode >= 400) throw errorFrom(res.statusCode, text);
-    return text;
+  metricsText(): Promise<string> {
+    return this.callText('GET', '/metrics');
   }
 
   stats(): Promise<PodStats> {
