@@ -75,6 +75,9 @@ export function renderChart(opts: RenderOptions = {}): Rendered[] {
   const dir = mkdtempSync(join(tmpdir(), 'kip-render-'));
   try {
     const prefix = opts.imagePrefix ?? imagePrefix;
+    const parameters: Record<string, unknown> = { 'cloud.project': 'kip-test-project', ...opts.parameters };
+    // The test overlay supplies the project; drop ours so its default is what is rendered.
+    if (opts.testMode && !opts.parameters?.['cloud.project']) delete parameters['cloud.project'];
     const args = [
       '--chart',
       'chart/kip',
@@ -87,7 +90,7 @@ export function renderChart(opts: RenderOptions = {}): Rendered[] {
       '--image-prefix',
       prefix,
       '--parameters',
-      JSON.stringify({ 'cloud.project': 'kip-test-project', ...opts.parameters }),
+      JSON.stringify(parameters),
     ];
     if (opts.testMode) {
       // What deployer/Dockerfile does to the overlay: envsubst of REGISTRY and TAG only.
@@ -98,10 +101,6 @@ export function renderChart(opts: RenderOptions = {}): Rendered[] {
       });
       writeFileSync(overlay, text);
       args.push('--overlay-schema', overlay, '--overlay-chart', 'apptest/deployer/kip');
-      // The test overlay supplies the project; drop ours so its default is what is rendered.
-      const p = JSON.parse(args[args.indexOf('--parameters') + 1]!) as Record<string, unknown>;
-      if (!opts.parameters?.['cloud.project']) delete p['cloud.project'];
-      args[args.indexOf('--parameters') + 1] = JSON.stringify(p);
     }
     if (opts.values) {
       const f = join(dir, 'values.yaml');
