@@ -11,6 +11,7 @@ import { CellAgentClient, CellAgentError } from '../../lib/cell-agent-client.ts'
 import type { Logger } from '../../lib/log.ts';
 import type { KeyPair } from '../../lib/tls.ts';
 import { cellServerCertificate } from '../certificates.ts';
+import { sleep, systemClock } from '../clock.ts';
 import type { CellInstance, CloudProvider } from '../cloud/cloud-provider.ts';
 import { CloudError, InvalidRequestError } from '../cloud/errors.ts';
 import type { InstanceObserver } from '../cloud/instance-observer.ts';
@@ -91,17 +92,9 @@ interface Tracked {
 /** Retry delays for failures that are not the cloud's (network, agent, Kubernetes). */
 const BACKOFF = { initialMs: 1000, maxMs: 30_000 };
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+/** The retry delay after `failures` failures in a row: doubling from BACKOFF.initialMs, capped. */
+function backoffMs(failures: number): number {
+  return Math.min(BACKOFF.maxMs, BACKOFF.initialMs * 2 ** Math.min(failures, 5));
 }
 
 /** Rejects with the abort reason when `signal` aborts first. */
@@ -409,7 +402,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
         if (signal.aborted) return;
         const delay = await this.failed(t, err, failures++);
         if (delay === null) return;
-        await sleep(delay, signal);
+        await sleep(systemClock, delay, signal);
       }
     }
   }
@@ -472,7 +465,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
                 `the cell agent on ${t.cellName} did not answer within ${this.bootTimeoutMs / 1000}s`,
                 { cause: err },
               );
-            await sleep(250, signal);
+            await sleep(systemClock, 250, signal);
           }
         }
         const seconds = (Date.now() - Date.parse(r.createdAt)) / 1000;
@@ -553,7 +546,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
             { pod: t.key, cell: t.cellName, err: (err as Error).message },
             'cell status unavailable',
           );
-        await sleep(Math.min(BACKOFF.maxMs, BACKOFF.initialMs * 2 ** Math.min(failures, 5)), signal);
+        await sleep(systemClock, backoffMs(failures), signal);
         continue;
       }
       if (reply.uid !== t.uid) return null;
@@ -640,7 +633,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
 
   /** What a failure means for the pod: events, a status message, and the retry delay (null: give up). */
   private async failed(t: Tracked, err: unknown, failures: number): Promise<number | null> {
-    const backoff = Math.min(BACKOFF.maxMs, BACKOFF.initialMs * 2 ** Math.min(failures, 5));
+    const backoff = backoffMs(failures);
     const e = err as Error;
     if (err instanceof CloudError) {
       const message = `${e.message}; ${err.action}`;
