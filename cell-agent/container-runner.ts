@@ -11,6 +11,7 @@ import type { PulledImage } from './image-source.ts';
 import { ContainerLogWriter } from './logs.ts';
 import { mountOverlay, unmount } from './mounts.ts';
 import type { Runc } from './runc.ts';
+import { statusTime } from './status.ts';
 
 /** What every container of a pod shares, handed down by the pod runner. */
 export interface PodContext {
@@ -51,10 +52,6 @@ const SIGNALS: Record<number, string> = {
   6: 'SIGABRT',
   11: 'SIGSEGV',
 };
-
-function now(): string {
-  return new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-}
 
 /**
  * Runs one container of the pod (init or app) instance after instance and keeps the state the
@@ -178,7 +175,7 @@ export class ContainerRunner {
       writer.write('stderr', d);
       streams.publish('stderr', d);
     });
-    const startedAt = now();
+    const startedAt = statusTime();
     const cgroups = { memory: cgroupDir('memory', cgroupsPath), cpuacct: cgroupDir('cpuacct', cgroupsPath) };
     const instance: Instance = {
       index,
@@ -246,7 +243,7 @@ export class ContainerRunner {
     termPath: string,
     runcLog: string,
   ): Promise<ContainerStateTerminated> {
-    const finishedAt = now();
+    const finishedAt = statusTime();
     const oom = readCgroupTable(inst.cgroups.memory, 'memory.oom_control').get('oom_kill') ?? 0;
     let reason = code === 0 ? 'Completed' : 'Error';
     let message: string | undefined;

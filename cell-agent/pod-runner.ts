@@ -21,7 +21,7 @@ import { writePodNetworkFiles } from './network.ts';
 import { probeOnce, runProbeLoop, type ProbeTarget } from './probes.ts';
 import { parseQuantity } from '../lib/quantity.ts';
 import type { Runc } from './runc.ts';
-import { podConditions, podPhase, qosClass } from './status.ts';
+import { podConditions, podPhase, qosClass, statusTime } from './status.ts';
 import { prepareVolumes, containerMounts, replaceVolumeFiles, VolumesUnavailableError } from './volumes.ts';
 
 export interface PodRunnerDeps {
@@ -36,10 +36,6 @@ export interface PodRunnerDeps {
   maxLogFileBytes: number;
   /** Called after each pull that went to a registry, for metrics. */
   onImagePulled?: (ms: number, image: PulledImage) => void;
-}
-
-function nowIso(): string {
-  return new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 /** Resolves an env var's `valueFrom.fieldRef` / `resourceFieldRef` from the pod (others were resolved by the provider). */
@@ -173,7 +169,7 @@ export class PodRunner {
       void this.pull(c).catch(() => undefined);
     for (const d of ['etc', 'volumes', 'shm', 'containers', 'logs'])
       mkdirSync(join(this.podDir, d), { recursive: true });
-    this.startTime = nowIso();
+    this.startTime = statusTime();
     const net = writePodNetworkFiles(
       join(this.podDir, 'etc'),
       pod,
@@ -610,7 +606,7 @@ export class PodRunner {
       f.statuses = (this.pod.spec?.containers ?? []).map(waiting);
     }
     const phase = this.failure && this.finished ? 'Failed' : podPhase(f);
-    const now = nowIso();
+    const now = statusTime();
     const conditions: PodCondition[] = podConditions(f, phase).map((c) => {
       const prev = this.transitions.get(c.type);
       if (!prev || prev.status !== c.status) this.transitions.set(c.type, { status: c.status, time: now });

@@ -1,6 +1,11 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { ContainerStatus, PodCondition, PodPhase, PodStatusReply } from '../lib/cell-agent-api.ts';
 
+/** Now, as the kubelet writes status times: RFC 3339 to the second. */
+export function statusTime(): string {
+  return new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
 export interface PodFacts {
   pod: V1Pod;
   sandboxReady: boolean;
