@@ -83,38 +83,21 @@ export async function startKubeEmulator(opts: KubeEmulatorOptions): Promise<Kube
     help: 'Watch events sent to clients',
     registers: [metrics],
   });
-  new Gauge({
-    name: 'kube_emulator_watches',
-    help: 'Open watch streams',
-    registers: [metrics],
-    collect() {
-      this.set(activeWatchCount());
-    },
-  });
-  new Gauge({
-    name: 'kube_emulator_objects',
-    help: 'Stored objects',
-    registers: [metrics],
-    collect() {
-      this.set(store.count());
-    },
-  });
-  new Gauge({
-    name: 'kube_emulator_resource_version',
-    help: 'Current global resourceVersion',
-    registers: [metrics],
-    collect() {
-      this.set(store.currentRv());
-    },
-  });
-  new Gauge({
-    name: 'kube_emulator_crds',
-    help: 'Stored CustomResourceDefinitions',
-    registers: [metrics],
-    collect() {
-      this.set(store.count(CRD_KEY));
-    },
-  });
+  const gauges: [name: string, help: string, read: () => number][] = [
+    ['kube_emulator_watches', 'Open watch streams', activeWatchCount],
+    ['kube_emulator_objects', 'Stored objects', () => store.count()],
+    ['kube_emulator_resource_version', 'Current global resourceVersion', () => store.currentRv()],
+    ['kube_emulator_crds', 'Stored CustomResourceDefinitions', () => store.count(CRD_KEY)],
+  ];
+  for (const [name, help, read] of gauges)
+    new Gauge({
+      name,
+      help,
+      registers: [metrics],
+      collect() {
+        this.set(read());
+      },
+    });
 
   const adminToken = opts.adminToken ?? randomBytes(24).toString('base64url');
   let address = '';

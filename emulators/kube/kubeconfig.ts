@@ -5,29 +5,24 @@ import { stringify } from 'yaml';
 export interface KubeconfigOptions {
   server: string;
   token: string;
-  namespace?: string;
-  name?: string;
 }
+
+const NAME = 'kip-emulator';
 
 /**
- * A kubeconfig with one cluster, user and context. `insecure-skip-tls-verify` is set because
- * @kubernetes/client-node refuses plain-http servers without it; kubectl ignores it for http.
+ * Writes a kubeconfig with one cluster, user and context (namespace `default`), readable by its
+ * owner only. `insecure-skip-tls-verify` is set because @kubernetes/client-node refuses plain-http
+ * servers without it; kubectl ignores it for http.
  */
-function kubeconfigYaml(opts: KubeconfigOptions): string {
-  const name = opts.name ?? 'kip-emulator';
-  return stringify({
+export function writeKubeconfig(path: string, opts: KubeconfigOptions): void {
+  const yaml = stringify({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name, cluster: { server: opts.server, 'insecure-skip-tls-verify': true } }],
-    users: [{ name: `${name}-admin`, user: { token: opts.token } }],
-    contexts: [
-      { name, context: { cluster: name, user: `${name}-admin`, namespace: opts.namespace ?? 'default' } },
-    ],
-    'current-context': name,
+    clusters: [{ name: NAME, cluster: { server: opts.server, 'insecure-skip-tls-verify': true } }],
+    users: [{ name: `${NAME}-admin`, user: { token: opts.token } }],
+    contexts: [{ name: NAME, context: { cluster: NAME, user: `${NAME}-admin`, namespace: 'default' } }],
+    'current-context': NAME,
     preferences: {},
   });
-}
-
-export function writeKubeconfig(path: string, opts: KubeconfigOptions): void {
-  writeFileSync(path, kubeconfigYaml(opts), { mode: 0o600 });
+  writeFileSync(path, yaml, { mode: 0o600 });
 }

@@ -649,12 +649,6 @@ export class ResourceRegistry {
     return this.byGv.get(groupVersion({ group, version }))?.get(plural);
   }
 
-  /** The entry for a kind (first served version), for internal callers such as the scheduler. */
-  byKind(group: string, kind: string): ResourceDef | undefined {
-    for (const d of this.all()) if (d.group === group && d.kind === kind) return d;
-    return undefined;
-  }
-
   groupVersions(): string[] {
     return [...this.byGv.keys()];
   }

@@ -66,12 +66,6 @@ export class WatchHub {
     };
   }
 
-  watcherCount(): number {
-    let n = this.everything.size;
-    for (const s of this.subscribers.values()) n += s.size;
-    return n;
-  }
-
   /** True when every change after `rv` is still in history. */
   covers(rv: number): boolean {
     return rv >= this.evictedRv;
