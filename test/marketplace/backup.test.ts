@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DisksClient, ZoneOperationsClient } from '@google-cloud/compute';
-import { PassThroughClient } from 'google-auth-library';
 import { startKubeEmulator, type KubeEmulatorHandle } from '../support/kube.ts';
-import { startNpmScript, type StartedProcess } from '../support/process.ts';
+import { startGceEmulator, type GceEmulator } from '../support/gce.ts';
 import {
   BackupError,
   computeClients,
@@ -43,33 +41,18 @@ export function kip(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRes
   });
 }
 
-/** The Compute Engine emulator with a state dir of our own, and helpers to reach disk contents. */
+/** The Compute Engine emulator (test/support/gce.ts), its disk clients, and helpers to reach disk contents. */
 export class GceLab {
-  emu!: StartedProcess;
+  emu!: GceEmulator;
   url = '';
   disks!: DisksClient;
   zoneOps!: ZoneOperationsClient;
-  constructor(readonly dir: string) {}
 
   async start(): Promise<void> {
-    this.emu = await startNpmScript('gce-emulator', [
-      '--port',
-      '0',
-      '--project',
-      project,
-      '--state-dir',
-      join(this.dir, 'gce'),
-    ]);
-    this.url = String(this.emu.ready.url);
-    const u = new URL(this.url);
-    const opts = {
-      apiEndpoint: u.hostname,
-      port: Number(u.port),
-      protocol: 'http',
-      authClient: new PassThroughClient(),
-    };
-    this.disks = new DisksClient(opts);
-    this.zoneOps = new ZoneOperationsClient(opts);
+    this.emu = await startGceEmulator({ project });
+    this.url = `http://${this.emu.host}:${this.emu.port}`;
+    this.disks = new DisksClient(this.emu.clientOptions);
+    this.zoneOps = new ZoneOperationsClient(this.emu.clientOptions);
   }
 
   /** A blank disk, as the PD CSI driver provisions one for a claim. */
@@ -80,10 +63,7 @@ export class GceLab {
 
   /** Where the emulator keeps a disk's content (its admin API says). */
   async diskDir(name: string): Promise<string> {
-    const r = await fetch(`${this.url}/admin/disks/${zone}/${name}`);
-    const text = await r.text();
-    assert.equal(r.status, 200, `disk ${name}: ${text}`);
-    return (JSON.parse(text) as { dir: string }).dir;
+    return (await this.emu.admin.disk(zone, name)).dir;
   }
 
   async writeState(disk: string, text: string): Promise<void> {
@@ -105,19 +85,16 @@ export class GceLab {
 
 describe('kip backup against the Compute Engine emulator', function () {
   this.timeout(120000);
-  let dir: string;
   let lab: GceLab;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kip-backup-'));
-    lab = new GceLab(dir);
+    lab = new GceLab();
     await lab.start();
     await lab.createDisk('pvc-etcd-data-1');
     await lab.writeState('pvc-etcd-data-1', 'state-v1');
   });
   after(async () => {
     await lab?.stop();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('create snapshots a named disk and prints one JSON line; list (a table) shows only Kip snapshots', async () => {
@@ -228,7 +205,6 @@ describe('kip backup of the etcd claim and restore into the StatefulSet claim (C
   this.timeout(120000);
   const ns = 'kip-system';
   const claim = 'etcd-data-kip-provider-0';
-  let dir: string;
   let lab: GceLab;
   let kube: KubeEmulatorHandle;
   let snapshot: string;
@@ -239,8 +215,7 @@ describe('kip backup of the etcd claim and restore into the StatefulSet claim (C
     JSON.parse(await kube.kubectlOk([...args, '-o', 'json'])) as T;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kip-restore-'));
-    lab = new GceLab(dir);
+    lab = new GceLab();
     [kube] = await Promise.all([startKubeEmulator(), lab.start()]);
     // What GKE has after install: the disk the CSI driver made, its PV, the bound claim, the StatefulSet.
     await lab.createDisk('pvc-0a1b2c');
@@ -281,7 +256,6 @@ describe('kip backup of the etcd claim and restore into the StatefulSet claim (C
   });
   after(async () => {
     await Promise.all([lab?.stop(), kube?.stop()]);
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('create resolves the claim to its Persistent Disk and snapshots it', async () => {
