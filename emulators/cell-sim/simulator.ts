@@ -121,9 +121,18 @@ export async function startCellSimulator(opts: CellSimulatorOptions): Promise<Ce
   }
 
   function send(res: ServerResponse, route: string, code: number, body: unknown): void {
+    sendText(res, route, code, 'application/json', JSON.stringify(body));
+  }
+
+  function sendText(res: ServerResponse, route: string, code: number, type: string, text: string): void {
     requests.inc({ route, code: String(code) });
-    res.writeHead(code, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
+    res.writeHead(code, { 'content-type': type });
+    res.end(text);
+  }
+
+  function podOf(cell: SimCell): SimulatedPod {
+    if (!cell.pod) throw new HttpError(404, 'NotFound', 'no pod on this cell');
+    return cell.pod;
   }
 
   function fail(res: ServerResponse, route: string, e: HttpError): void {
@@ -189,8 +198,7 @@ export async function startCellSimulator(opts: CellSimulatorOptions): Promise<Ce
       if (!Number.isFinite(after)) throw new HttpError(400, 'BadRequest', 'after must be a number', 'after');
       if (!Number.isFinite(wait) || wait < 0)
         throw new HttpError(400, 'BadRequest', 'wait must be >= 0', 'wait');
-      const pod = cell.pod;
-      if (!pod) throw new HttpError(404, 'NotFound', 'no pod on this cell');
+      const pod = podOf(cell);
       const ac = new AbortController();
       res.once('close', () => ac.abort());
       await pod.waitAfter(after, wait * 1000, ac.signal);
@@ -198,13 +206,13 @@ export async function startCellSimulator(opts: CellSimulatorOptions): Promise<Ce
     }
     if (p === '/v1/pod' && m === 'DELETE') {
       route.name = 'delete_pod';
-      if (!cell.pod) throw new HttpError(404, 'NotFound', 'no pod on this cell');
-      cell.pod.delete();
-      return send(res, route.name, 202, cell.pod.status);
+      const pod = podOf(cell);
+      pod.delete();
+      return send(res, route.name, 202, pod.status);
     }
     if (p === '/v1/stats/summary' && m === 'GET') {
       route.name = 'stats';
-      if (!cell.pod) throw new HttpError(404, 'NotFound', 'no pod on this cell');
+      const pod = podOf(cell);
       const time = new Date().toISOString();
       const cpu = { time, usageNanoCores: 0, usageCoreNanoSeconds: 0 };
       const memory = {
@@ -215,13 +223,13 @@ export async function startCellSimulator(opts: CellSimulatorOptions): Promise<Ce
         pageFaults: 0,
         majorPageFaults: 0,
       };
-      const meta = cell.pod.pod.metadata!;
+      const meta = pod.pod.metadata!;
       return send(res, route.name, 200, {
         podRef: { name: meta.name, namespace: meta.namespace, uid: meta.uid },
-        startTime: cell.pod.status.startTime,
-        containers: (cell.pod.pod.spec?.containers ?? []).map((c) => ({
+        startTime: pod.status.startTime,
+        containers: (pod.pod.spec?.containers ?? []).map((c) => ({
           name: c.name,
-          startTime: cell.pod!.status.startTime,
+          startTime: pod.status.startTime,
           cpu,
           memory,
         })),
@@ -232,18 +240,12 @@ export async function startCellSimulator(opts: CellSimulatorOptions): Promise<Ce
     const logs = /^\/v1\/pod\/containers\/([^/]+)\/logs$/.exec(p);
     if (logs && m === 'GET') {
       route.name = 'logs';
-      if (!cell.pod) throw new HttpError(404, 'NotFound', 'no pod on this cell');
-      requests.inc({ route: route.name, code: '200' });
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('');
-      return;
+      podOf(cell);
+      return sendText(res, route.name, 200, 'text/plain', '');
     }
     if (p === '/metrics' && m === 'GET') {
       route.name = 'metrics';
-      requests.inc({ route: route.name, code: '200' });
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end('');
-      return;
+      return sendText(res, route.name, 200, 'text/plain; version=0.0.4', '');
     }
     throw new HttpError(404, 'NotFound', `${m} ${p} is not served`);
   }
