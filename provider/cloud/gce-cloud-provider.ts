@@ -26,6 +26,7 @@ import {
   QuotaExceededError,
   RateLimitedError,
 } from './errors.ts';
+import { CachedValue } from './cached-value.ts';
 import { ensureAgentFirewall } from './firewall.ts';
 import { classifyApiError, classifyOperation, type Failure } from './gce-errors.ts';
 import {
@@ -119,10 +120,9 @@ export class GceCloudProvider implements CloudProvider {
   private readonly o: GceCloudProviderOptions;
   private readonly prices: PriceTable;
   private readonly slug: string;
-  private catalogCache: { at: number; catalog: MachineCatalog } | undefined;
-  private catalogLoading: Promise<MachineCatalog> | undefined;
-  private imageDiskGb: { at: number; gb: number } | undefined;
-  private imageLoading: Promise<number> | undefined;
+  private readonly catalogCache: CachedValue<MachineCatalog>;
+  /** The cell image's own disk size, so a pod's smaller volume-size never makes an invalid disk. */
+  private readonly imageDiskGb: CachedValue<number>;
   /** The last listing by VM name, so a create after a restart finds a VM made before the crash. */
   private known = new Map<string, CellInstance>();
   private listed = false;
@@ -135,6 +135,8 @@ export class GceCloudProvider implements CloudProvider {
     this.slug = clusterSlug(opts.clusterId);
     this.prices = opts.prices ?? PriceTable.load();
     this.unavailable = new UnavailableOfferings({ ttlMs: opts.unavailableTtlMs ?? 180_000 });
+    this.catalogCache = new CachedValue(opts.catalogTtlMs ?? 3_600_000, () => this.loadCatalog());
+    this.imageDiskGb = new CachedValue(3_600_000, () => this.loadImageDiskGb());
     this.api = new ComputeApi({
       clients: createGceClients(opts.endpoint, opts.clients),
       readRequestsPerMinute: opts.readRequestsPerMinute,
@@ -162,11 +164,8 @@ export class GceCloudProvider implements CloudProvider {
   }
 
   /** The machine catalog of the configured zones, read from machineTypes and acceleratorTypes. */
-  async catalog(): Promise<MachineCatalog> {
-    const ttl = this.o.catalogTtlMs ?? 3_600_000;
-    if (this.catalogCache && Date.now() - this.catalogCache.at < ttl) return this.catalogCache.catalog;
-    this.catalogLoading ??= this.loadCatalog().finally(() => (this.catalogLoading = undefined));
-    return this.catalogLoading;
+  catalog(): Promise<MachineCatalog> {
+    return this.catalogCache.get();
   }
 
   private async loadCatalog(): Promise<MachineCatalog> {
@@ -201,9 +200,7 @@ export class GceCloudProvider implements CloudProvider {
         accelerators: accels.map((a) => a.name ?? '').filter(Boolean),
       });
     }
-    const catalog = new MachineCatalog(this.prices, zones);
-    this.catalogCache = { at: Date.now(), catalog };
-    return catalog;
+    return new MachineCatalog(this.prices, zones);
   }
 
   /** Reads every page of a list, one rate-limited call per page. */
@@ -232,22 +229,13 @@ export class GceCloudProvider implements CloudProvider {
     return (await this.catalog()).instanceTypes(this.unavailable.isUnavailable);
   }
 
-  /** The cell image's own disk size, so a pod's smaller volume-size never makes an invalid disk. */
-  private imageMinDiskGb(): Promise<number> {
-    if (this.imageDiskGb && Date.now() - this.imageDiskGb.at < 3_600_000)
-      return Promise.resolve(this.imageDiskGb.gb);
-    // Concurrent creates share one lookup.
-    this.imageLoading ??= this.loadImageDiskGb().finally(() => (this.imageLoading = undefined));
-    return this.imageLoading;
-  }
-
   private async loadImageDiskGb(): Promise<number> {
     const img = this.o.image ?? { project: 'kip-cells', family: 'kip-cell' };
     try {
       const [image] = await this.api.call('read', 'images.getFromFamily', () =>
         this.api.clients.images.getFromFamily({ project: img.project, family: img.family }, NO_LIBRARY_RETRY),
       );
-      this.imageDiskGb = { at: Date.now(), gb: Number(image.diskSizeGb ?? 10) };
+      return Number(image.diskSizeGb ?? 10);
     } catch (e) {
       if (classifyApiError(e).kind === 'notFound') {
         throw new InvalidRequestError(
@@ -257,7 +245,6 @@ export class GceCloudProvider implements CloudProvider {
       }
       throw e;
     }
-    return this.imageDiskGb.gb;
   }
 
   /** The offerings create would try for a request, best first, from the same selector. */
@@ -310,7 +297,7 @@ export class GceCloudProvider implements CloudProvider {
       );
     }
     const plan = (await this.selector()).plan(cell.request, this.unavailable.isUnavailable);
-    const minDisk = await this.imageMinDiskGb();
+    const minDisk = await this.imageDiskGb.get();
     const tried: string[] = [];
     let quota: Failure | undefined;
     let capacity = false;
