@@ -4,7 +4,7 @@
  * nanocores and memory as the working set. This is what `kubectl top pod|node` reads.
  */
 import https from 'node:https';
-import { getPath, type KObject } from './object.ts';
+import { getPath, nowIso, type KObject } from './object.ts';
 import { kubeletBase } from './pod-log.ts';
 
 interface Usage {
@@ -42,8 +42,7 @@ function fetchSummary(base: URL): Promise<Summary | undefined> {
 
 const cpu = (u: Usage) => `${Math.round(u.cpu?.usageNanoCores ?? 0)}n`;
 const memory = (u: Usage) => `${Math.round((u.memory?.workingSetBytes ?? 0) / 1024)}Ki`;
-const stamp = (u: Usage) =>
-  u.cpu?.time ?? u.memory?.time ?? new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+const stamp = (u: Usage) => u.cpu?.time ?? u.memory?.time ?? nowIso();
 
 function nodeBase(node: KObject): URL | undefined {
   try {

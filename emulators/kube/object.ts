@@ -85,6 +85,11 @@ export function specEqual(a: KObject, b: KObject): boolean {
   return true;
 }
 
+/** A timestamp as Kubernetes writes it: RFC 3339 in UTC, whole seconds. */
+export function isoSeconds(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
 export function nowIso(): string {
-  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return isoSeconds(Date.now());
 }

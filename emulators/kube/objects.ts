@@ -14,7 +14,16 @@ import {
   STALE_OBJECT,
 } from './api-errors.ts';
 import { ClusterIpAllocator } from './defaults.ts';
-import { clone, deepEqual, getPath, isPlainObject, nowIso, specEqual, type KObject } from './object.ts';
+import {
+  clone,
+  deepEqual,
+  getPath,
+  isoSeconds,
+  isPlainObject,
+  nowIso,
+  specEqual,
+  type KObject,
+} from './object.ts';
 import { applyConfiguration, jsonPatch, mergePatch, strategicMergePatch, type PatchType } from './patch.ts';
 import { groupVersion, storageKey, type CreateContext, type ResourceDef } from './resources.ts';
 import type { Store, Stored } from './store.ts';
@@ -39,6 +48,12 @@ function randomSuffix(): string {
   for (let i = 0; i < 5; i++) s += NAME_CHARS[Math.floor(Math.random() * NAME_CHARS.length)];
   return s;
 }
+
+const namespaceMismatch = () =>
+  badRequest('the namespace of the provided object does not match the namespace sent on the request');
+
+const nameMismatch = (given: string, url: string) =>
+  badRequest(`the name of the object (${given}) does not match the name on the URL (${url})`);
 
 /** Fields of ObjectMeta clients may not set or change. */
 function keepSystemMeta(target: KObject, from: KObject): void {
@@ -69,7 +84,7 @@ export class ObjectService {
   constructor(readonly store: Store) {}
 
   get(def: ResourceDef, namespace: string, name: string): Stored {
-    const s = this.store.get(storageKey(def), def.namespaced ? namespace : '', name);
+    const s = this.find(def, namespace, name);
     if (!s) throw notFound(def.plural, def.group, name);
     return s;
   }
@@ -83,9 +98,7 @@ export class ObjectService {
     const meta = obj.metadata;
     if (def.namespaced) {
       if (meta.namespace && meta.namespace !== namespace) {
-        throw badRequest(
-          'the namespace of the provided object does not match the namespace sent on the request',
-        );
+        throw namespaceMismatch();
       }
       meta.namespace = namespace;
       this.namespaceCheck(namespace);
@@ -136,12 +149,10 @@ export class ObjectService {
   ): { obj: KObject; created: boolean } {
     const meta = obj.metadata;
     if (meta.name && meta.name !== name) {
-      throw badRequest(`the name of the object (${meta.name}) does not match the name on the URL (${name})`);
+      throw nameMismatch(meta.name, name);
     }
     if (def.namespaced && meta.namespace && meta.namespace !== namespace) {
-      throw badRequest(
-        'the namespace of the provided object does not match the namespace sent on the request',
-      );
+      throw namespaceMismatch();
     }
     const cur = this.find(def, namespace, name);
     if (!cur) {
@@ -219,9 +230,7 @@ export class ObjectService {
         const obj = clone(body) as KObject;
         if (!isPlainObject(obj.metadata)) obj.metadata = {};
         if (obj.metadata.name && obj.metadata.name !== name) {
-          throw badRequest(
-            `the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`,
-          );
+          throw nameMismatch(obj.metadata.name, name);
         }
         obj.metadata.name = name;
         obj.apiVersion ??= groupVersion(def);
@@ -326,7 +335,7 @@ export class ObjectService {
       ...obj,
       metadata: {
         ...obj.metadata,
-        deletionTimestamp: new Date(Date.now() + grace * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+        deletionTimestamp: isoSeconds(Date.now() + grace * 1000),
         deletionGracePeriodSeconds: grace,
       },
     };

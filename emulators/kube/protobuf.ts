@@ -6,6 +6,7 @@
  * described here is refused with 415 rather than guessed, so nothing is stored half-decoded.
  */
 import { ApiError } from './api-errors.ts';
+import { isoSeconds } from './object.ts';
 
 type FieldType =
   | 'string'
@@ -190,7 +191,7 @@ function decodeValue(type: FieldType, wire: number, r: Reader, path: string): un
   if (type === 'bytes') return raw.toString('base64');
   if (type === 'time') {
     const t = decodeMessage(TIME, raw, path) as { seconds?: number };
-    return t.seconds ? new Date(t.seconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z') : undefined;
+    return t.seconds ? isoSeconds(t.seconds * 1000) : undefined;
   }
   return decodeMessage(type as Message, raw, path);
 }

@@ -24,7 +24,7 @@ import { decodeObject, fieldValidationOf, parseBody } from './decode.ts';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION } from './discovery.ts';
 import { readBody, sendError, sendJson, sendText } from './http-io.ts';
 import type { NamespaceLifecycle } from './namespaces.ts';
-import { clone, getPath, isPlainObject, nowIso, type KObject } from './object.ts';
+import { clone, getPath, isoSeconds, isPlainObject, nowIso, type KObject } from './object.ts';
 import type { DeleteOptions, ObjectService } from './objects.ts';
 import { openApiV2, type OpenApiDocuments } from './openapi.ts';
 import { patchTypeOf } from './patch.ts';
@@ -454,7 +454,7 @@ export function createHandler(deps: ServerDeps): Handlers {
       spec: { audiences, expirationSeconds: expiration, boundObjectRef: bound ?? null },
       status: {
         token,
-        expirationTimestamp: new Date((now + expiration) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+        expirationTimestamp: isoSeconds((now + expiration) * 1000),
       },
     });
   }
