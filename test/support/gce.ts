@@ -5,6 +5,7 @@ import type { protos, ZoneOperationsClient } from '@google-cloud/compute';
 import { PassThroughClient } from 'google-auth-library';
 import type { GceReadyLine } from '../../emulators/gce/ready-line.ts';
 import { stringify } from 'yaml';
+import { stopPid } from '../../scripts/lab/daemon.ts';
 import { startNpmScript, type StartedProcess } from './process.ts';
 
 /** Options every `@google-cloud/compute` client needs to talk to the emulator. */
@@ -55,25 +56,6 @@ export interface GceEmulator {
   proc: StartedProcess;
   stderr(): string;
   stop(): Promise<void>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** SIGTERM, then SIGKILL if the process is still there after 15 s. */
-async function stopPid(pid: number): Promise<void> {
-  if (!alive(pid)) return;
-  process.kill(pid, 'SIGTERM');
-  for (let waited = 0; alive(pid); waited += 50) {
-    if (waited === 15000) process.kill(pid, 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /**
@@ -147,8 +129,8 @@ export async function startGceEmulator(
     stderr: () => proc.stderr(),
     async stop() {
       // Signal the emulator itself (its ready line names its pid) and wait until it has torn its
-      // cells and bridge down, whatever the launcher chain does with signals.
-      await stopPid(r.pid);
+      // cells and bridge down (SIGKILL after 15 s), whatever the launcher chain does with signals.
+      await stopPid(r.pid, 15_000);
       await proc.stop(15000);
       rmSync(dir, { recursive: true, force: true });
     },
