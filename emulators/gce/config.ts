@@ -238,8 +238,3 @@ export function loadEmulatorConfig(path: string | undefined): EmulatorConfig {
     : validateConfig<EmulatorConfig>({}, schema);
   return finish(cfg);
 }
-
-/** Validates an in-memory config object (tests). */
-export function emulatorConfigFrom(value: unknown): EmulatorConfig {
-  return finish(validateConfig<EmulatorConfig>(structuredClone(value ?? {}), schema));
-}

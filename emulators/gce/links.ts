@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 /** Self links use the real service's base, so code that parses them behaves as in production. */
 export const API_BASE = 'https://www.googleapis.com/compute/v1/';
 
-export const projectPath = (p: string) => `projects/${p}`;
 export const zonePath = (p: string, z: string) => `projects/${p}/zones/${z}`;
 export const regionPath = (p: string, r: string) => `projects/${p}/regions/${r}`;
 export const globalPath = (p: string) => `projects/${p}/global`;
