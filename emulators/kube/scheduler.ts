@@ -88,12 +88,9 @@ function unfit(pod: KObject, node: KObject): string | undefined {
 
 function withCondition(pod: KObject, cond: Record<string, string>): Record<string, unknown> {
   const status = { ...((pod.status as Record<string, unknown>) ?? {}) };
-  const conds = ((status.conditions ?? []) as Record<string, unknown>[]).filter(
-    (c) => c.type !== 'PodScheduled',
-  );
-  const prev = ((status.conditions ?? []) as Record<string, unknown>[]).find(
-    (c) => c.type === 'PodScheduled',
-  );
+  const all = (status.conditions ?? []) as Record<string, unknown>[];
+  const conds = all.filter((c) => c.type !== 'PodScheduled');
+  const prev = all.find((c) => c.type === 'PodScheduled');
   const same =
     prev && prev.status === cond.status && prev.reason === cond.reason && prev.message === cond.message;
   conds.push(
@@ -138,21 +135,26 @@ export class Scheduler {
 
   start(): () => void {
     const unsubPods = this.store.hub.subscribe(POD_KEY, (ev) => {
-      if (ev.type !== 'DELETED' && this.wants(ev.obj))
-        this.enqueue(`${ev.obj.metadata.namespace}/${ev.obj.metadata.name}`);
+      if (ev.type !== 'DELETED') this.consider(ev.obj);
     });
     const unsubNodes = this.store.hub.subscribe(NODE_KEY, (ev) => {
-      if (ev.type === 'DELETED') return;
-      for (const s of this.store.list(POD_KEY))
-        if (this.wants(s.obj)) this.enqueue(`${s.obj.metadata.namespace}/${s.obj.metadata.name}`);
+      if (ev.type !== 'DELETED') this.considerAll();
     });
-    for (const s of this.store.list(POD_KEY))
-      if (this.wants(s.obj)) this.enqueue(`${s.obj.metadata.namespace}/${s.obj.metadata.name}`);
+    this.considerAll();
     return () => {
       this.stopped = true;
       unsubPods();
       unsubNodes();
     };
+  }
+
+  /** Queues a pod if it waits for this scheduler. */
+  private consider(pod: KObject): void {
+    if (this.wants(pod)) this.enqueue(`${pod.metadata.namespace}/${pod.metadata.name}`);
+  }
+
+  private considerAll(): void {
+    for (const s of this.store.list(POD_KEY)) this.consider(s.obj);
   }
 
   private wants(pod: KObject): boolean {
