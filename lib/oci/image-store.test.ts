@@ -7,12 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { buildImage, buildIndex, pushImage } from '../../test/support/images.ts';
-import {
-  freePort,
-  startRegistry,
-  startRegistryProxy,
-  type StartedRegistry,
-} from '../../test/support/registry.ts';
+import { freePort } from '../free-port.ts';
+import { startRegistry, startRegistryProxy, type StartedRegistry } from '../../test/support/registry.ts';
 import { zstdImplementation } from './decompress.ts';
 import { ImagePullError, ImageStore, type PulledImage } from './image-store.ts';
 

@@ -43,9 +43,6 @@ process.once('exit', () => {
   }
 });
 
-// docker-registry cannot listen on port 0 and report it, so its port is probed first.
-export { freePort };
-
 function b64url(data: Buffer | string): string {
   return Buffer.from(data).toString('base64url');
 }
@@ -162,6 +159,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Started
 
   let lastErr = '';
   for (let attempt = 0; attempt < 5; attempt++) {
+    // docker-registry cannot listen on port 0 and report it, so its port is probed first.
     const port = await freePort();
     const host = `127.0.0.1:${port}`;
     const config = [
