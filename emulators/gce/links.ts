@@ -46,3 +46,5 @@ export function timestamp(d = new Date()): string {
 
 /** GCE's resource name rule (RFC 1035 label, 1-63 chars). */
 export const NAME_RE = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** GCE's wording when a name breaks that rule. */
+export const NAME_RULE = "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'";

@@ -5,13 +5,21 @@ import { idempotent, type ApiRouter } from '../api-router.ts';
 import { createDisk, destroyDisk, diskQuota, diskTypeName } from '../disk-store.ts';
 import { alreadyExists, invalidField, notFound, required, resourceInUse } from '../errors.ts';
 import { validateLabels } from '../labels.ts';
-import { globalPath, link, NAME_RE, newFingerprint, newId, timestamp, zonePath } from '../links.ts';
+import {
+  globalPath,
+  link,
+  NAME_RE,
+  NAME_RULE,
+  newFingerprint,
+  newId,
+  timestamp,
+  zonePath,
+} from '../links.ts';
 import { aggregatedPage, listPage, type ListQuery } from '../list-pages.ts';
 import type { DiskRecord, EmulatorContext, SnapshotRecord } from '../state.ts';
 import { requireZone } from './catalog.ts';
 
 type Body = Record<string, unknown>;
-const NAME_RULE = "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'";
 
 function bytesIn(dir: string): number {
   let total = 0;

@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import { idempotent, type ApiRouter } from '../api-router.ts';
 import { alreadyExists, invalidField, notFound, required } from '../errors.ts';
-import { globalPath, link, NAME_RE, newId, timestamp } from '../links.ts';
+import { globalPath, link, NAME_RE, NAME_RULE, newId, timestamp } from '../links.ts';
 import { listPage, type ListQuery } from '../list-pages.ts';
 import type { EmulatorContext, Resource } from '../state.ts';
 
@@ -125,12 +125,7 @@ export function firewallRoutes(api: ApiRouter, ctx: EmulatorContext): void {
       const body = (req.body ?? {}) as Body;
       const name = body.name;
       if (typeof name !== 'string' || !name) throw required('resource.name');
-      if (!NAME_RE.test(name))
-        throw invalidField(
-          'resource.name',
-          name,
-          "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'",
-        );
+      if (!NAME_RE.test(name)) throw invalidField('resource.name', name, NAME_RULE);
       if (ctx.firewalls.has(name)) throw alreadyExists(`projects/${ctx.project}/global/firewalls/${name}`);
       networkOk(ctx, body.network);
       validateRule(body);

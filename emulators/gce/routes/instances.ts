@@ -16,6 +16,7 @@ import {
   globalPath,
   link,
   NAME_RE,
+  NAME_RULE,
   newFingerprint,
   newId,
   parseRef,
@@ -29,7 +30,6 @@ import type { EmulatorContext, InstanceRecord } from '../state.ts';
 import { findMachineType, requireZone } from './catalog.ts';
 
 type Body = Record<string, unknown>;
-const NAME_RULE = "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'";
 
 function bodyOf(req: Request): Body {
   if (!req.body || typeof req.body !== 'object' || Array.isArray(req.body)) throw required('resource');
