@@ -38,7 +38,7 @@ import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import { compareKeys, type Store, type Stored } from './store.ts';
 import { columnDefinitions, tableRow } from './tables.ts';
 import { ADMIN_USER, serviceAccountUser, type TokenIssuer, type UserInfo } from './tokens.ts';
-import { serveWatch, watchTimeout, type WatchSettings } from './watch-handler.ts';
+import { serveWatch, watchTimeout, type WatchOptions, type WatchSettings } from './watch-handler.ts';
 
 export interface ServerDeps {
   registry: ResourceRegistry;
@@ -479,6 +479,31 @@ export function createHandler(deps: ServerDeps): Handlers {
     if (!query.getAll('dryRun').includes('All')) bindPod(store, pod, target);
   }
 
+  /** A watch stream; `scope` says which objects it follows (the query gives the rest). */
+  function watch(
+    def: ResourceDef,
+    req: IncomingMessage,
+    res: ServerResponse,
+    query: URLSearchParams,
+    scope: Pick<WatchOptions, 'namespace' | 'name' | 'labels' | 'fields' | 'sendInitialEvents' | 'render'>,
+  ): void {
+    serveWatch(
+      store,
+      def,
+      {
+        ...scope,
+        resourceVersion: query.get('resourceVersion'),
+        timeoutSeconds: watchTimeout(query.get('timeoutSeconds')),
+        allowBookmarks: query.get('allowWatchBookmarks') === 'true',
+        serve: (o, json) => serveJson(def, o, json),
+      },
+      deps.watch,
+      req,
+      res,
+      () => deps.watchEvents.inc(),
+    );
+  }
+
   async function handleResource(
     route: Route,
     req: IncomingMessage,
@@ -527,28 +552,16 @@ export function createHandler(deps: ServerDeps): Handlers {
     if (name === undefined) {
       if (method === 'GET') {
         if (route.watch) {
-          serveWatch(
-            store,
-            def,
-            {
-              namespace: route.namespace,
-              labels: parseLabelSelector(query.get('labelSelector')),
-              fields: parseFieldSelector(query.get('fieldSelector'), def.fieldSelectors),
-              resourceVersion: query.get('resourceVersion'),
-              timeoutSeconds: watchTimeout(query.get('timeoutSeconds')),
-              allowBookmarks: query.get('allowWatchBookmarks') === 'true',
-              sendInitialEvents: query.get('sendInitialEvents') === 'true',
-              serve: (o, json) => serveJson(def, o, json),
-              render: table
-                ? (o, first) =>
-                    tableJson(def, [o], { resourceVersion: o.metadata.resourceVersion }, query, first)
-                : undefined,
-            },
-            deps.watch,
-            req,
-            res,
-            () => deps.watchEvents.inc(),
-          );
+          watch(def, req, res, query, {
+            namespace: route.namespace,
+            labels: parseLabelSelector(query.get('labelSelector')),
+            fields: parseFieldSelector(query.get('fieldSelector'), def.fieldSelectors),
+            sendInitialEvents: query.get('sendInitialEvents') === 'true',
+            render: table
+              ? (o, first) =>
+                  tableJson(def, [o], { resourceVersion: o.metadata.resourceVersion }, query, first)
+              : undefined,
+          });
           return;
         }
         const page = listObjects(route, query);
@@ -611,25 +624,13 @@ export function createHandler(deps: ServerDeps): Handlers {
       switch (method) {
         case 'GET': {
           if (route.watch && s === '') {
-            serveWatch(
-              store,
-              def,
-              {
-                namespace: route.namespace,
-                name,
-                labels: () => true,
-                fields: () => true,
-                resourceVersion: query.get('resourceVersion'),
-                timeoutSeconds: watchTimeout(query.get('timeoutSeconds')),
-                allowBookmarks: query.get('allowWatchBookmarks') === 'true',
-                sendInitialEvents: false,
-                serve: (o, json) => serveJson(def, o, json),
-              },
-              deps.watch,
-              req,
-              res,
-              () => deps.watchEvents.inc(),
-            );
+            watch(def, req, res, query, {
+              namespace: route.namespace,
+              name,
+              labels: () => true,
+              fields: () => true,
+              sendInitialEvents: false,
+            });
             return;
           }
           const cur = objects.get(def, namespace, name);
