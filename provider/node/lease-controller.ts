@@ -1,7 +1,7 @@
 import { V1MicroTime, type CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.ts';
 import { sleep, systemClock, type Clock } from '../clock.ts';
-import { apiStatus } from './node-controller.ts';
+import { apiStatus } from '../api-status.ts';
 
 export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
 

@@ -6,6 +6,7 @@ import {
   type V1Taint,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.ts';
+import { apiStatus } from '../api-status.ts';
 import { sleep, systemClock, type Clock } from '../clock.ts';
 import { condition } from './node-object.ts';
 
@@ -28,12 +29,6 @@ export interface NodeControllerOptions {
   pingIntervalMs?: number;
   /** A ping slower than this counts as failed (default 5 s). */
   pingTimeoutMs?: number;
-}
-
-/** HTTP status of a client-node ApiException, if it is one. */
-export function apiStatus(err: unknown): number | undefined {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
 }
 
 const SMP = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);

@@ -1,4 +1,5 @@
 import type { CoreV1Api } from '@kubernetes/client-node';
+import { apiStatus } from '../api-status.ts';
 
 /**
  * The cluster DNS server's address (the `kube-dns` Service's clusterIP in kube-system), read
@@ -34,7 +35,7 @@ export class KubeDnsAddress {
       const ip = svc.spec?.clusterIP;
       return ip && ip !== 'None' ? ip : undefined;
     } catch (err) {
-      if ((err as { code?: unknown }).code === 404) return undefined;
+      if (apiStatus(err) === 404) return undefined;
       throw err;
     }
   }

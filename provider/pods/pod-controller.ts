@@ -10,6 +10,7 @@
  */
 import { PatchStrategy, setHeaderOptions, type CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.ts';
+import { apiStatus } from '../api-status.ts';
 import type { Informer } from '../informer.ts';
 import { WorkQueue, type WorkQueueMetrics } from '../workqueue.ts';
 import { isTerminalPhase } from './pod-status.ts';
@@ -26,11 +27,6 @@ export interface PodControllerOptions {
   workers?: number;
   /** Told once per pod, when its first Running status is written: seconds since its creation. */
   onRunning?: (seconds: number) => void;
-}
-
-function httpCode(err: unknown): number | undefined {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
 }
 
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -182,7 +178,7 @@ export class PodController {
       this.written.set(uid, body);
       if (this.written.size > 50_000) this.written.delete(this.written.keys().next().value!);
     } catch (err) {
-      if (httpCode(err) === 404) return;
+      if (apiStatus(err) === 404) return;
       throw err;
     }
   }
@@ -202,7 +198,7 @@ export class PodController {
       this.o.log.info({ pod: key }, 'pod deleted');
     } catch (err) {
       // 404: already gone; 409: the UID precondition failed, a new pod of the same name is not ours to delete.
-      const code = httpCode(err);
+      const code = apiStatus(err);
       if (code === 404 || code === 409) return;
       throw err;
     }

@@ -12,6 +12,7 @@ import type {
   V1Pod,
   V1Secret,
 } from '@kubernetes/client-node';
+import { apiStatus } from '../api-status.ts';
 import { KubeDnsAddress } from './cluster-dns.ts';
 import type { PodDnsConfig, PutPodRequest, VolumeFiles } from '../../lib/cell-agent-api.ts';
 
@@ -45,11 +46,6 @@ export interface ResolvedDispatch {
   warnings: string[];
 }
 
-function httpCode(err: unknown): number | undefined {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
-}
-
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
 /** Reads ConfigMaps and Secrets once per dispatch; a 404 is `null`. */
@@ -66,7 +62,7 @@ class ObjectReader {
     try {
       return await fn();
     } catch (err) {
-      if (httpCode(err) === 404) return null;
+      if (apiStatus(err) === 404) return null;
       throw err;
     }
   }
