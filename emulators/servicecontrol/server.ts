@@ -11,6 +11,7 @@ import { FaultSet, faultSchema, type Fault } from './faults.ts';
 import { OperationLog } from './operations.ts';
 
 type Operation = servicecontrol_v1.Schema$Operation;
+type Method = 'check' | 'report';
 
 const CONSUMER_ID = /^(project|project_number|projects|apiKey|api_key):\S+$/;
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
@@ -95,37 +96,42 @@ export async function startServiceControlEmulator(
   const app = express();
   app.use(express.json({ limit: '2mb', strict: false }));
 
+  /** Answers a call with an error in Google's shape, counted by method and HTTP status. */
+  const refuse = (method: Method, res: Response, code: number, status: string, message: string) => {
+    calls.inc({ method, code });
+    sendError(res, code, status, message);
+  };
+  const injectFault = (method: Method, res: Response, serviceName: string, status: number, note: string) => {
+    log.info({ method, serviceName, status }, note);
+    refuse(method, res, status, 'UNAVAILABLE', `injected fault: HTTP ${status}`);
+  };
+
   /** Shared front half of check and report: unknown service, injected faults. */
-  const preamble = async (method: 'check' | 'report', req: Request, res: Response) => {
+  const preamble = async (method: Method, req: Request, res: Response) => {
     const serviceName = String(req.params.serviceName);
     if (method === 'check') operations.checks++;
     else operations.reports++;
     if (services && !services.has(serviceName)) {
-      calls.inc({ method, code: 404 });
-      sendError(res, 404, 'NOT_FOUND', `service ${serviceName} not found`);
+      refuse(method, res, 404, 'NOT_FOUND', `service ${serviceName} not found`);
       return { serviceName, done: true };
     }
     const fault = faults.take(method);
     if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
     if (fault?.status && !fault.afterRecord) {
-      calls.inc({ method, code: fault.status });
-      log.info({ method, serviceName, status: fault.status }, 'fault injected');
-      sendError(res, fault.status, 'UNAVAILABLE', `injected fault: HTTP ${fault.status}`);
+      injectFault(method, res, serviceName, fault.status, 'fault injected');
       return { serviceName, done: true };
     }
     return { serviceName, done: false, fault };
   };
   const finish = (
-    method: 'check' | 'report',
+    method: Method,
     res: Response,
     fault: Fault | undefined,
     body: object,
     serviceName: string,
   ) => {
     if (fault?.status) {
-      calls.inc({ method, code: fault.status });
-      log.info({ method, serviceName, status: fault.status }, 'fault injected after recording');
-      sendError(res, fault.status, 'UNAVAILABLE', `injected fault: HTTP ${fault.status}`);
+      injectFault(method, res, serviceName, fault.status, 'fault injected after recording');
       return;
     }
     calls.inc({ method, code: 200 });
@@ -138,8 +144,7 @@ export async function startServiceControlEmulator(
     const op = (req.body as servicecontrol_v1.Schema$CheckRequest | undefined)?.operation as Operation;
     const invalid = invalidOperation(serviceName, op, true);
     if (invalid) {
-      calls.inc({ method: 'check', code: 400 });
-      sendError(res, 400, 'INVALID_ARGUMENT', invalid);
+      refuse('check', res, 400, 'INVALID_ARGUMENT', invalid);
       return;
     }
     const blocked = consumers.get(op.consumerId!);
@@ -161,8 +166,7 @@ export async function startServiceControlEmulator(
     if (done) return;
     const ops = (req.body as servicecontrol_v1.Schema$ReportRequest | undefined)?.operations;
     if (!Array.isArray(ops) || ops.length === 0) {
-      calls.inc({ method: 'report', code: 400 });
-      sendError(res, 400, 'INVALID_ARGUMENT', 'operations must be a non-empty list');
+      refuse('report', res, 400, 'INVALID_ARGUMENT', 'operations must be a non-empty list');
       return;
     }
     const reportErrors: servicecontrol_v1.Schema$ReportError[] = [];
