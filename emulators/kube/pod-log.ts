@@ -14,28 +14,38 @@ const INTEGER_PARAMS = ['tailLines', 'sinceSeconds', 'limitBytes'];
 
 /** Where the kubelet serving this pod's logs listens, or a 400 naming what is missing. */
 export function kubeletLogUrl(pod: KObject, node: KObject | undefined, query: URLSearchParams): URL {
+  const container = requestedContainer(pod, query, true);
+  for (const p of INTEGER_PARAMS) {
+    const v = query.get(p);
+    if (v !== null && !/^-?\d+$/.test(v)) throw badRequest(`${p}: Invalid value: "${v}": must be an integer`);
+  }
+  const url = kubeletBase(pod, node);
+  url.pathname = `/containerLogs/${pod.metadata.namespace}/${pod.metadata.name}/${container}`;
+  for (const [k, v] of query) if (k !== 'container') url.searchParams.append(k, v);
+  return url;
+}
+
+/**
+ * The container a request names (`?container=`), or the pod's only one; a 400 otherwise. Init
+ * containers count only where `withInits` (logs, not exec or attach).
+ */
+export function requestedContainer(pod: KObject, query: URLSearchParams, withInits: boolean): string {
   const name = pod.metadata.name!;
-  const containers = ((getPath(pod, 'spec.containers') ?? []) as { name: string }[]).map((c) => c.name);
-  const inits = ((getPath(pod, 'spec.initContainers') ?? []) as { name: string }[]).map((c) => c.name);
-  let container = query.get('container');
+  const names = (path: string) => ((getPath(pod, path) ?? []) as { name: string }[]).map((c) => c.name);
+  const containers = names('spec.containers');
+  const inits = withInits ? names('spec.initContainers') : [];
+  const container = query.get('container');
   if (!container) {
     if (containers.length !== 1) {
       throw badRequest(
         `a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]${inits.length ? ` or one of the init containers: [${inits.join(' ')}]` : ''}`,
       );
     }
-    container = containers[0]!;
-  } else if (!containers.includes(container) && !inits.includes(container)) {
+    return containers[0]!;
+  }
+  if (!containers.includes(container) && !inits.includes(container))
     throw badRequest(`container ${container} is not valid for pod ${name}`);
-  }
-  for (const p of INTEGER_PARAMS) {
-    const v = query.get(p);
-    if (v !== null && !/^-?\d+$/.test(v)) throw badRequest(`${p}: Invalid value: "${v}": must be an integer`);
-  }
-  const url = kubeletBase(pod, node);
-  url.pathname = `/containerLogs/${pod.metadata.namespace}/${name}/${container}`;
-  for (const [k, v] of query) if (k !== 'container') url.searchParams.append(k, v);
-  return url;
+  return container;
 }
 
 /** `https://<node address>:<kubelet port>` for the node `pod` is bound to, or a 4xx naming what is missing. */

@@ -10,8 +10,8 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { ApiError } from './api-errors.ts';
 import { badRequest, internalError } from './api-errors.ts';
-import { getPath, type KObject } from './object.ts';
-import { kubeletBase } from './pod-log.ts';
+import type { KObject } from './object.ts';
+import { kubeletBase, requestedContainer } from './pod-log.ts';
 
 export const STREAM_SUBRESOURCES = ['exec', 'attach', 'portforward'];
 
@@ -27,17 +27,7 @@ export function kubeletStreamUrl(
   if (sub === 'portforward') {
     base.pathname = `/portForward/${pod.metadata.namespace}/${name}`;
   } else {
-    const containers = ((getPath(pod, 'spec.containers') ?? []) as { name: string }[]).map((c) => c.name);
-    let container = query.get('container');
-    if (!container) {
-      if (containers.length !== 1)
-        throw badRequest(
-          `a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]`,
-        );
-      container = containers[0]!;
-    } else if (!containers.includes(container)) {
-      throw badRequest(`container ${container} is not valid for pod ${name}`);
-    }
+    const container = requestedContainer(pod, query, false);
     if (sub === 'exec' && query.getAll('command').length === 0)
       throw badRequest('you must specify at least 1 command');
     base.pathname = `/${sub}/${pod.metadata.namespace}/${name}/${container}`;
