@@ -56,6 +56,8 @@ export function createCellNetwork(): TestCellNetwork {
   const remove = () => {
     if (removed) return;
     removed = true;
+    // A removed cell needs no exit hook; a long run would otherwise pile them up.
+    process.off('exit', remove);
     try {
       execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
       execFileSync('ip', ['link', 'del', host], { stdio: 'ignore' });
