@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { startKubeEmulator, type KubeEmulatorHandle } from '../support/kube.ts';
-import { publishedVersion, renderChart, root, type Rendered } from './render.ts';
+import {
+  publishedVersion,
+  renderChart,
+  root,
+  runCommand,
+  type CommandResult,
+  type Rendered,
+} from './render.ts';
 
 const ns = 'kip-system';
 
@@ -11,25 +17,11 @@ function toInput(objs: Rendered[]): string {
 }
 
 /** `make -s <target>` against the emulator, as a user with that kubeconfig would run it. */
-function make(
-  kube: KubeEmulatorHandle,
-  args: string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('make', ['-s', ...args], {
-      cwd: root,
-      // A private HOME keeps kubectl's discovery cache out of the user's.
-      env: {
-        ...process.env,
-        KUBECONFIG: kube.kubeconfigPath,
-        HOME: join(dirname(kube.kubeconfigPath), 'home'),
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
+function make(kube: KubeEmulatorHandle, args: string[]): Promise<CommandResult> {
+  return runCommand('make', ['-s', ...args], {
+    KUBECONFIG: kube.kubeconfigPath,
+    // A private HOME keeps kubectl's discovery cache out of the user's.
+    HOME: join(dirname(kube.kubeconfigPath), 'home'),
   });
 }
 

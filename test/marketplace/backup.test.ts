@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DisksClient, ZoneOperationsClient } from '@google-cloud/compute';
@@ -15,30 +14,15 @@ import {
   waitZoneOperation,
   type CreateOptions,
 } from '../../provider/cli/backup.ts';
-import { renderChart, root } from './render.ts';
+import { renderChart, runCommand, type CommandResult } from './render.ts';
 
 const project = 'kip-test-project';
 const zone = 'us-central1-a';
 
-export interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** `npm run -s kip -- ...args`, as an operator runs it. */
-export function kip(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const p = spawn('npm', ['run', '-s', 'kip', '--', ...args], {
-      cwd: root,
-      env: { ...process.env, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('close', (code) => resolve({ code, stdout, stderr: stderr.replace(/^npm warn .*\n/gm, '') }));
-  });
+async function kip(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CommandResult> {
+  const r = await runCommand('npm', ['run', '-s', 'kip', '--', ...args], env);
+  return { ...r, stderr: r.stderr.replace(/^npm warn .*\n/gm, '') };
 }
 
 /** The Compute Engine emulator (test/support/gce.ts), its disk clients, and helpers to reach disk contents. */
