@@ -11,7 +11,7 @@
 import { PatchStrategy, setHeaderOptions, type CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.ts';
 import { apiStatus } from '../api-status.ts';
-import type { Informer } from '../informer.ts';
+import { objectKey, type Informer } from '../informer.ts';
 import { WorkQueue, type WorkQueueMetrics } from '../workqueue.ts';
 import { isTerminalPhase } from './pod-status.ts';
 import { PodNotFoundError, type PodLifecycleHandler, type PodNotifier } from './types.ts';
@@ -57,7 +57,7 @@ export class PodController {
   async run(signal: AbortSignal): Promise<void> {
     const { informer, provider, log } = this.o;
     provider.notifyPods((pod) => {
-      const key = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
+      const key = objectKey(pod);
       this.fromProvider.set(key, pod);
       // Waiting statuses (VM being created, booting, agent starting) follow each other quickly; a
       // short delay writes only the latest. Running and terminal statuses are written at once.
@@ -67,8 +67,7 @@ export class PodController {
     await informer.ready;
     await this.deleteDanglingPods();
     informer.onChange((key) => this.syncFromKubernetes.add(key));
-    for (const pod of informer.list())
-      this.syncFromKubernetes.add(`${pod.metadata!.namespace}/${pod.metadata!.name}`);
+    for (const pod of informer.list()) this.syncFromKubernetes.add(objectKey(pod));
     const workers = this.o.workers ?? 10;
     const stop = () => {
       this.syncFromKubernetes.shutDown();
