@@ -1,10 +1,7 @@
 import type { WebSocket } from 'ws';
 import type { Logger } from '../lib/log.ts';
 import { AttachRefused, type Attachment, type InstanceStreams } from './attach.ts';
-import { ERROR, STDERR, STDIN, STDOUT } from './exec.ts';
-
-// v5.channel.k8s.io: a frame of [255, channel] closes that channel (stdin EOF), as for exec.
-const CLOSE = 255;
+import { channelWriter, CLOSE, ERROR, STDERR, STDIN, STDOUT } from './exec.ts';
 
 /**
  * Output a client may fall behind by before it is detached. Flow control (InstanceStreams) keeps
@@ -46,9 +43,7 @@ export function serveAttach(
 ): void {
   let closed = false;
   let attachment: Attachment | undefined;
-  const send = (channel: number, data: Buffer | string) => {
-    if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([channel]), Buffer.from(data)]));
-  };
+  const send = channelWriter(ws);
   const finish = (status: Record<string, unknown>) => {
     if (closed) return;
     closed = true;

@@ -8,7 +8,14 @@ export const STDERR = 2;
 export const ERROR = 3;
 export const RESIZE = 4;
 // v5.channel.k8s.io: a frame of [255, channel] closes that channel (stdin EOF).
-const CLOSE = 255;
+export const CLOSE = 255;
+
+/** Sends `data` as one frame on `channel` while the socket is open (dropped once it closes). */
+export function channelWriter(ws: WebSocket): (channel: number, data: Buffer | string) => void {
+  return (channel, data) => {
+    if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([channel]), Buffer.from(data)]));
+  };
+}
 
 export interface ExecRequest {
   runcId: string;
@@ -39,9 +46,7 @@ export function serveExec(ws: WebSocket, protocol: string, runc: Runc, req: Exec
   const child = runc.exec(req.runcId, req.command, {
     stdio: [req.stdin ? 'pipe' : 'ignore', req.stdout ? 'pipe' : 'ignore', req.stderr ? 'pipe' : 'ignore'],
   });
-  const send = (channel: number, data: Buffer | string) => {
-    if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([channel]), Buffer.from(data)]));
-  };
+  const send = channelWriter(ws);
   child.stdout?.on('data', (d: Buffer) => send(STDOUT, d));
   child.stderr?.on('data', (d: Buffer) => send(STDERR, d));
   child.stdin?.on('error', () => undefined);
