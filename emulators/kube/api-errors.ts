@@ -52,12 +52,18 @@ function qualifiedResource(plural: string, group: string): string {
   return group ? `${plural}.${group}` : plural;
 }
 
+/** The details of an error about one named object: the group only when it has one. */
+function objectDetails(kind: string, group: string, name: string): StatusDetails {
+  return { name, ...(group ? { group } : {}), kind };
+}
+
 export function notFound(plural: string, group: string, name: string): ApiError {
-  return new ApiError(404, 'NotFound', `${qualifiedResource(plural, group)} "${name}" not found`, {
-    name,
-    ...(group ? { group } : {}),
-    kind: plural,
-  });
+  return new ApiError(
+    404,
+    'NotFound',
+    `${qualifiedResource(plural, group)} "${name}" not found`,
+    objectDetails(plural, group, name),
+  );
 }
 
 export function resourceNotFound(): ApiError {
@@ -65,11 +71,12 @@ export function resourceNotFound(): ApiError {
 }
 
 export function alreadyExists(plural: string, group: string, name: string): ApiError {
-  return new ApiError(409, 'AlreadyExists', `${qualifiedResource(plural, group)} "${name}" already exists`, {
-    name,
-    ...(group ? { group } : {}),
-    kind: plural,
-  });
+  return new ApiError(
+    409,
+    'AlreadyExists',
+    `${qualifiedResource(plural, group)} "${name}" already exists`,
+    objectDetails(plural, group, name),
+  );
 }
 
 export function conflict(plural: string, group: string, name: string, why: string): ApiError {
@@ -77,7 +84,7 @@ export function conflict(plural: string, group: string, name: string, why: strin
     409,
     'Conflict',
     `Operation cannot be fulfilled on ${qualifiedResource(plural, group)} "${name}": ${why}`,
-    { name, ...(group ? { group } : {}), kind: plural },
+    objectDetails(plural, group, name),
   );
 }
 
@@ -88,10 +95,8 @@ export const STALE_OBJECT =
 export function invalid(kind: string, group: string, name: string, causes: StatusCause[]): ApiError {
   const text = causes.map((c) => `${c.field}: ${c.message}`);
   const joined = text.length === 1 ? text[0]! : `[${text.join(', ')}]`;
-  return new ApiError(422, 'Invalid', `${kind}${group ? `.${group}` : ''} "${name}" is invalid: ${joined}`, {
-    name,
-    ...(group ? { group } : {}),
-    kind,
+  return new ApiError(422, 'Invalid', `${qualifiedResource(kind, group)} "${name}" is invalid: ${joined}`, {
+    ...objectDetails(kind, group, name),
     causes,
   });
 }

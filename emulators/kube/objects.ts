@@ -12,6 +12,7 @@ import {
   invalid,
   notFound,
   STALE_OBJECT,
+  unsupportedMediaType,
 } from './api-errors.ts';
 import { ClusterIpAllocator } from './defaults.ts';
 import {
@@ -218,11 +219,7 @@ export class ObjectService {
     decode: (obj: KObject) => KObject = (o) => o,
   ): { obj: KObject; created: boolean } {
     if (type === 'strategic' && def.custom) {
-      throw new ApiError(
-        415,
-        'UnsupportedMediaType',
-        'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
-      );
+      throw unsupportedMediaType('');
     }
     const cur = this.find(def, namespace, name);
     if (!cur) {

@@ -6,7 +6,7 @@
  */
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, badRequest, internalError } from './api-errors.ts';
+import { ApiError, badRequest, internalError, notFound } from './api-errors.ts';
 import { getPath, type KObject } from './object.ts';
 
 const ADDRESS_PREFERENCE = ['InternalIP', 'ExternalIP', 'Hostname', 'InternalDNS', 'ExternalDNS'];
@@ -53,8 +53,7 @@ export function kubeletBase(pod: KObject, node: KObject | undefined): URL {
   const name = pod.metadata.name!;
   const nodeName = getPath(pod, 'spec.nodeName') as string | undefined;
   if (!nodeName) throw badRequest(`pod ${name} does not have a host assigned`);
-  if (!node)
-    throw new ApiError(404, 'NotFound', `nodes "${nodeName}" not found`, { name: nodeName, kind: 'nodes' });
+  if (!node) throw notFound('nodes', '', nodeName);
   const addrs = (getPath(node, 'status.addresses') ?? []) as { type?: string; address?: string }[];
   let host: string | undefined;
   for (const t of ADDRESS_PREFERENCE) {

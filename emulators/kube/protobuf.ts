@@ -5,7 +5,7 @@
  * commands use. Field numbers were checked against what kubectl 1.32 sends. A kind or field not
  * described here is refused with 415 rather than guessed, so nothing is stored half-decoded.
  */
-import { ApiError } from './api-errors.ts';
+import { ApiError, badRequest } from './api-errors.ts';
 import { isoSeconds } from './object.ts';
 
 type FieldType =
@@ -168,7 +168,7 @@ class Reader {
 }
 
 function unreadable(why: string): ApiError {
-  return new ApiError(400, 'BadRequest', `unable to decode the protobuf request body: ${why}`);
+  return badRequest(`unable to decode the protobuf request body: ${why}`);
 }
 
 function unsupported(what: string): ApiError {

@@ -4,7 +4,7 @@
  * ADDED/DELETED as the real server does, sends BOOKMARKs when asked, ends at timeoutSeconds.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, badRequest, expired } from './api-errors.ts';
+import { badRequest, expired } from './api-errors.ts';
 import type { KObject } from './object.ts';
 import { groupVersion, storageKey, type ResourceDef } from './resources.ts';
 import type { Matcher } from './selectors.ts';
@@ -174,7 +174,6 @@ export function serveWatch(
 export function watchTimeout(value: string | null): number | undefined {
   if (value === null || value === '') return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0)
-    throw new ApiError(400, 'BadRequest', `invalid timeoutSeconds: ${value}`);
+  if (!Number.isInteger(n) || n < 0) throw badRequest(`invalid timeoutSeconds: ${value}`);
   return n;
 }
