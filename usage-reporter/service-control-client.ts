@@ -62,22 +62,21 @@ export function createServiceControlClient(opts: ServiceControlClientOptions): S
   }
   // gaxios does not retry POSTs; the reporter's queue does, with its own backoff.
   const callOpts = { timeout: opts.timeoutMs, retry: false };
+  const call = async <T>(what: string, request: () => Promise<{ data: T }>): Promise<T> => {
+    try {
+      return (await request()).data;
+    } catch (e) {
+      throw classifyError(e, what);
+    }
+  };
   return {
-    async check(serviceName, operation) {
-      try {
-        const res = await sc.services.check({ serviceName, requestBody: { operation } }, callOpts);
-        return res.data;
-      } catch (e) {
-        throw classifyError(e, `services.check ${serviceName}`);
-      }
-    },
-    async report(serviceName, operations) {
-      try {
-        const res = await sc.services.report({ serviceName, requestBody: { operations } }, callOpts);
-        return res.data;
-      } catch (e) {
-        throw classifyError(e, `services.report ${serviceName}`);
-      }
-    },
+    check: (serviceName, operation) =>
+      call(`services.check ${serviceName}`, () =>
+        sc.services.check({ serviceName, requestBody: { operation } }, callOpts),
+      ),
+    report: (serviceName, operations) =>
+      call(`services.report ${serviceName}`, () =>
+        sc.services.report({ serviceName, requestBody: { operations } }, callOpts),
+      ),
   };
 }
