@@ -101,6 +101,22 @@ function parseDescriptor(image: string, what: string, d: unknown): Descriptor {
 }
 
 /**
+ * Layer media types this client unpacks (gzip, zstd or plain tar). Only the type is checked here:
+ * applyLayer takes the compression from the layer's first bytes.
+ */
+const LAYER_MEDIA_TYPES = new Set([
+  'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  'application/vnd.oci.image.layer.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.v1.tar+zstd',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+  'application/vnd.oci.image.layer.v1.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  'application/vnd.docker.image.rootfs.diff.tar',
+]);
+
+/**
  * Reads a manifest or an image index. The media type comes from the document, else from the
  * Content-Type the registry sent, else from its shape. Docker schema 1 and anything else unknown
  * is refused with UnsupportedMediaType.
@@ -144,8 +160,7 @@ export function parseManifest(body: Buffer, contentType: string | undefined, ima
     }
     const layers = doc.layers.map((d) => parseDescriptor(image, 'manifest', d));
     for (const l of layers) {
-      if (layerCompression(l.mediaType) === undefined)
-        throw unsupported(image, `layer ${l.digest}`, l.mediaType);
+      if (!LAYER_MEDIA_TYPES.has(l.mediaType)) throw unsupported(image, `layer ${l.digest}`, l.mediaType);
     }
     return { kind: 'manifest', mediaType, config, layers };
   }
@@ -167,26 +182,6 @@ export function selectPlatform(
       (!want.variant || !m.platform.variant || m.platform.variant === want.variant),
   );
   return candidates.find((m) => !m.platform?.variant) ?? candidates[0];
-}
-
-/** How a layer of `mediaType` is compressed; undefined when it is not a layer type this client unpacks. */
-export function layerCompression(mediaType: string): 'gzip' | 'zstd' | 'none' | undefined {
-  switch (mediaType) {
-    case 'application/vnd.docker.image.rootfs.diff.tar.gzip':
-    case 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip':
-    case 'application/vnd.oci.image.layer.v1.tar+gzip':
-    case 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip':
-      return 'gzip';
-    case 'application/vnd.oci.image.layer.v1.tar+zstd':
-    case 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd':
-      return 'zstd';
-    case 'application/vnd.oci.image.layer.v1.tar':
-    case 'application/vnd.oci.image.layer.nondistributable.v1.tar':
-    case 'application/vnd.docker.image.rootfs.diff.tar':
-      return 'none';
-    default:
-      return undefined;
-  }
 }
 
 /** Reads the image config blob, checking the fields the store relies on. */
