@@ -44,10 +44,10 @@ export class DiskEndpoint implements Endpoint {
     }
   }
 
-  /** Deletes report files older than expireSeconds; returns how many. */
-  async cleanup(now = Date.now()): Promise<number> {
+  /** Deletes report files older than expireSeconds. */
+  private async cleanup(): Promise<void> {
     const dir = this.opts.config.reportDir;
-    let removed = 0;
+    const now = Date.now();
     try {
       for (const f of await readdir(dir)) {
         if (!f.endsWith('.json')) continue;
@@ -55,14 +55,12 @@ export class DiskEndpoint implements Endpoint {
         const st = await stat(p).catch(() => undefined);
         if (st && now - st.mtimeMs >= this.opts.config.expireSeconds * 1000) {
           await unlink(p).catch(() => undefined);
-          removed++;
         }
       }
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
         this.opts.log.warn({ err: e, dir }, 'report cleanup failed');
     }
-    return removed;
   }
 
   async close(): Promise<void> {
