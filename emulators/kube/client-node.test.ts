@@ -1056,6 +1056,8 @@ describe('kube emulator through @kubernetes/client-node', function () {
   });
 
   describe('bad input', () => {
+    const postConfigMap = (body: string, contentType?: string) =>
+      raw('POST', '/api/v1/namespaces/default/configmaps', body, contentType);
     const snapshot = async () =>
       JSON.stringify(
         (await core.listNamespacedConfigMap({ namespace: 'default' })).items.map((c) => [
@@ -1067,37 +1069,24 @@ describe('kube emulator through @kubernetes/client-node', function () {
 
     it('answers malformed bodies, unknown resources, missing names and wrong namespaces with Status errors, losing nothing', async () => {
       const before = await snapshot();
-      const malformed = await raw(
-        'POST',
-        '/api/v1/namespaces/default/configmaps',
-        '{"metadata": {"name": "x"',
-      );
+      const malformed = await postConfigMap('{"metadata": {"name": "x"');
       assert.equal(malformed.code, 400);
       assert.equal(malformed.body.kind, 'Status');
       assert.equal(malformed.body.reason, 'BadRequest');
       assert.match(malformed.body.message, /json parse error/);
-      const yaml = await raw(
-        'POST',
-        '/api/v1/namespaces/default/configmaps',
-        'metadata:\n  name: [x\n',
-        'application/yaml',
-      );
+      const yaml = await postConfigMap('metadata:\n  name: [x\n', 'application/yaml');
       assert.equal(yaml.code, 400);
       assert.match(yaml.body.message, /error converting YAML to JSON/);
       const unknown = await raw('GET', '/api/v1/namespaces/default/frobnicators');
       assert.equal(unknown.code, 404);
       assert.equal(unknown.body.message, 'the server could not find the requested resource');
-      const noName = await raw(
-        'POST',
-        '/api/v1/namespaces/default/configmaps',
+      const noName = await postConfigMap(
         JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: {} }),
       );
       assert.equal(noName.code, 422);
       assert.equal(noName.body.reason, 'Invalid');
       assert.equal(noName.body.details.causes[0].field, 'metadata.name');
-      const wrongNs = await raw(
-        'POST',
-        '/api/v1/namespaces/default/configmaps',
+      const wrongNs = await postConfigMap(
         JSON.stringify({
           apiVersion: 'v1',
           kind: 'ConfigMap',
@@ -1106,9 +1095,7 @@ describe('kube emulator through @kubernetes/client-node', function () {
       );
       assert.equal(wrongNs.code, 400);
       assert.match(wrongNs.body.message, /does not match the namespace/);
-      const wrongKind = await raw(
-        'POST',
-        '/api/v1/namespaces/default/configmaps',
+      const wrongKind = await postConfigMap(
         JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'x' } }),
       );
       assert.equal(wrongKind.code, 400);
@@ -1119,11 +1106,7 @@ describe('kube emulator through @kubernetes/client-node', function () {
       );
       assert.equal(missingNs.code, 404);
       assert.equal(missingNs.body.message, 'namespaces "nope" not found');
-      const badLabels = await raw(
-        'POST',
-        '/api/v1/namespaces/default/configmaps',
-        JSON.stringify({ metadata: { name: 'x', labels: { a: 5 } } }),
-      );
+      const badLabels = await postConfigMap(JSON.stringify({ metadata: { name: 'x', labels: { a: 5 } } }));
       assert.equal(badLabels.code, 400);
       const badPatch = await raw(
         'PATCH',
