@@ -130,7 +130,7 @@ function lookupId(
 }
 
 /** uid/gid from securityContext (container over pod), else the image's `User` ("uid[:gid]" or names). */
-export function resolveUser(
+function resolveUser(
   pod: V1Pod,
   c: V1Container,
   image: PulledImage,

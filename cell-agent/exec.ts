@@ -26,7 +26,7 @@ export interface ExecRequest {
 }
 
 /** The Kubernetes Status an exec reports on channel 3 when the command ends. */
-export function execStatus(command: string[], exitCode: number): Record<string, unknown> {
+function execStatus(command: string[], exitCode: number): Record<string, unknown> {
   if (exitCode === 0) return { metadata: {}, status: 'Success' };
   return {
     metadata: {},

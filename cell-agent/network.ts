@@ -19,7 +19,7 @@ export interface PodNetworkFiles {
 }
 
 /** /etc/hosts as the kubelet writes it for a pod that is not on the host network. */
-export function hostsFile(pod: V1Pod, hostname: string, podIP: string | undefined): string {
+function hostsFile(pod: V1Pod, hostname: string, podIP: string | undefined): string {
   const lines = [
     '# Kubernetes-managed hosts file.',
     '127.0.0.1\tlocalhost',

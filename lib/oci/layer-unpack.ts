@@ -41,7 +41,7 @@ class HashTap extends Transform {
 }
 
 /** Normalises a tar entry name to a root-relative POSIX path; '' is the root itself. */
-export function entryPath(name: string): string {
+function entryPath(name: string): string {
   const norm = path.posix.normalize(`/${name}`);
   return norm === '/' ? '' : norm.slice(1).replace(/\/$/, '');
 }
