@@ -75,3 +75,12 @@ export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<vo
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/**
+ * Waits for `p` to settle, but no longer than `ms` of real time: a shutdown step must not hang on
+ * work that cannot be cut short. A rejection of `p` within the time still rejects. The timer does
+ * not keep the process alive.
+ */
+export function waitAtMost(p: Promise<unknown> | undefined, ms: number): Promise<unknown> {
+  return Promise.race([p, new Promise((r) => setTimeout(r, ms).unref())]);
+}

@@ -26,6 +26,7 @@ import { kubeletServingCertificate, providerClientCertificate } from './certific
 import { gceCloudProviderFromConfig } from './cloud/from-config.ts';
 import { InstanceObserver } from './cloud/instance-observer.ts';
 import { OrphanCollector } from './cloud/orphan-collector.ts';
+import { waitAtMost } from './clock.ts';
 import { loadProviderConfig, type ProviderConfig } from './config.ts';
 import { Informer } from './informer.ts';
 import { splitHostPort } from './listen-address.ts';
@@ -360,13 +361,13 @@ async function main(): Promise<void> {
   // Reversed at shutdown: cell tasks stop first (cells and VMs stay for the next start to adopt),
   // then the loops get a few seconds to finish the work in hand.
   stoppers.push(async () => {
-    await Promise.race([loops, new Promise((r) => setTimeout(r, 5000).unref())]);
+    await waitAtMost(loops, 5000);
   });
   stoppers.push(async () => {
     await Promise.all([podPath?.cellManager.stop(), podPath?.standby.stop()]);
     podPath?.observer.stop();
     // Events still queued get a moment to be written.
-    await Promise.race([podPath?.events.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await waitAtMost(podPath?.events.flush(), 2000);
   });
 
   const metricsServer: Server = createServer((req, res) => {

@@ -11,7 +11,7 @@ import { CellAgentClient, CellAgentError } from '../../lib/cell-agent-client.ts'
 import type { Logger } from '../../lib/log.ts';
 import type { KeyPair } from '../../lib/tls.ts';
 import { cellServerCertificate } from '../certificates.ts';
-import { sleep, systemClock } from '../clock.ts';
+import { sleep, systemClock, waitAtMost } from '../clock.ts';
 import type { CellInstance, CloudProvider } from '../cloud/cloud-provider.ts';
 import { CloudError, InvalidRequestError } from '../cloud/errors.ts';
 import type { InstanceObserver } from '../cloud/instance-observer.ts';
@@ -285,10 +285,7 @@ export class CellManager implements PodLifecycleHandler, PodNotifier {
     for (const t of this.byUid.values()) t.abort.abort();
     this.volumes?.stop();
     // A cloud call in flight cannot be aborted; its result is adopted from etcd at the next start.
-    await Promise.race([
-      Promise.all([...this.byUid.values()].map((t) => t.run)),
-      new Promise((r) => setTimeout(r, 5000).unref()),
-    ]);
+    await waitAtMost(Promise.all([...this.byUid.values()].map((t) => t.run)), 5000);
     await Promise.all([...this.byUid.values()].map((t) => t.client?.close()));
   }
 

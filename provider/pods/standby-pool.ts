@@ -9,6 +9,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { CellAgentClient } from '../../lib/cell-agent-client.ts';
 import type { Logger } from '../../lib/log.ts';
+import { waitAtMost } from '../clock.ts';
 import type {
   CellInstance,
   CellPlacement,
@@ -102,10 +103,7 @@ export class StandbyPool {
   async stop(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.abort.abort();
-    await Promise.race([
-      Promise.allSettled([this.reconciling, ...this.tasks.values()]),
-      new Promise((r) => setTimeout(r, 5000).unref()),
-    ]);
+    await waitAtMost(Promise.allSettled([this.reconciling, ...this.tasks.values()]), 5000);
   }
 
   /** Checks the pool against the config in the background (one check at a time). */
