@@ -32,7 +32,7 @@ const HELP_TAGS = new Set(['a', 'h2', 'h3', 'p', 'b', 'i', 'u', 'em']);
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-export function xType(prop: unknown): string | undefined {
+function xType(prop: unknown): string | undefined {
   return isObj(prop) && isObj(prop['x-google-marketplace'])
     ? (prop['x-google-marketplace'].type as string | undefined)
     : undefined;
@@ -100,7 +100,7 @@ function checkHelp(desc: string, out: string[]): void {
 }
 
 /** Merges a test overlay's properties over the schema (the deployer's test mode). */
-export function applyOverlay(schema: Obj, overlay: Obj, out: string[] = []): Obj {
+function applyOverlay(schema: Obj, overlay: Obj, out: string[] = []): Obj {
   const props = { ...(schema.properties as Obj) };
   for (const [k, v] of Object.entries((overlay.properties as Obj) ?? {})) {
     const old = props[k];
