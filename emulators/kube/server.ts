@@ -402,14 +402,6 @@ export function createHandler(deps: ServerDeps): Handlers {
     const bound = spec.boundObjectRef as { kind?: string; name?: string; uid?: string } | undefined;
     if (bound) {
       const kind = bound.kind ?? '';
-      const target =
-        kind === 'Pod'
-          ? store.get('/pods', route.namespace!, bound.name ?? '')
-          : kind === 'Secret'
-            ? store.get('/secrets', route.namespace!, bound.name ?? '')
-            : kind === 'Node'
-              ? store.get('/nodes', '', bound.name ?? '')
-              : undefined;
       if (!['Pod', 'Secret', 'Node'].includes(kind)) {
         throw invalid('TokenRequest', 'authentication.k8s.io', route.name!, [
           fieldError(
@@ -420,7 +412,10 @@ export function createHandler(deps: ServerDeps): Handlers {
           ),
         ]);
       }
-      if (!target) throw notFound(`${kind.toLowerCase()}s`, '', bound.name ?? '');
+      const plural = `${kind.toLowerCase()}s`;
+      // Pods and secrets are bound in the service account's namespace; nodes have none.
+      const target = store.get(`/${plural}`, kind === 'Node' ? '' : route.namespace!, bound.name ?? '');
+      if (!target) throw notFound(plural, '', bound.name ?? '');
       if (bound.uid && bound.uid !== target.obj.metadata.uid) {
         throw new ApiError(
           409,
