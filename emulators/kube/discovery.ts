@@ -4,11 +4,14 @@
  */
 import type { ResourceDef, ResourceRegistry } from './resources.ts';
 
+/** The Kubernetes release the emulator answers as (discovery, /version and the OpenAPI documents). */
+export const KUBE_VERSION = 'v1.32.4';
+
 export const SERVER_VERSION = {
   major: '1',
   // The gcloud kubectl dispatcher picks its kubectl by this minor version; 32 is the built-in one.
   minor: '32',
-  gitVersion: 'v1.32.4-kip-emulator',
+  gitVersion: `${KUBE_VERSION}-kip-emulator`,
   gitCommit: '0000000000000000000000000000000000000000',
   gitTreeState: 'clean',
   buildDate: '2025-04-22T00:00:00Z',

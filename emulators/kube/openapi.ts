@@ -5,6 +5,7 @@
  * it sends fieldValidation=Strict instead of needing full schemas.
  */
 import { createHash } from 'node:crypto';
+import { KUBE_VERSION } from './discovery.ts';
 import type { ResourceDef, ResourceRegistry } from './resources.ts';
 
 function operation(def: ResourceDef, verb: string, action: string): object {
@@ -73,7 +74,7 @@ export class OpenApiDocuments {
       }
       const body = JSON.stringify({
         openapi: '3.0.0',
-        info: { title: 'Kubernetes', version: 'v1.32.4' },
+        info: { title: 'Kubernetes', version: KUBE_VERSION },
         paths,
         components: { schemas },
       });
@@ -107,13 +108,13 @@ export function openApiV2(accept: string | undefined): { contentType: string; bo
   if ((accept ?? '').includes('protobuf')) {
     const str = (field: number, s: string) =>
       Buffer.concat([Buffer.from([(field << 3) | 2, Buffer.byteLength(s)]), Buffer.from(s)]);
-    const info = Buffer.concat([str(1, 'Kubernetes'), str(2, 'v1.32.4')]);
+    const info = Buffer.concat([str(1, 'Kubernetes'), str(2, KUBE_VERSION)]);
     const body = Buffer.concat([str(1, '2.0'), Buffer.from([(2 << 3) | 2, info.length]), info]);
     return { contentType: 'application/com.github.proto-openapi.spec.v2.v1.0+protobuf', body };
   }
   const json = JSON.stringify({
     swagger: '2.0',
-    info: { title: 'Kubernetes', version: 'v1.32.4' },
+    info: { title: 'Kubernetes', version: KUBE_VERSION },
     paths: {},
     definitions: {},
   });
