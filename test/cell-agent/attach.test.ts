@@ -142,7 +142,13 @@ describe('cell agent: attach', function () {
     const s = await agent.client.getStatus();
     assert.ok(s.containerStatuses[0]!.state.running, 'cat is still running');
     assert.equal(s.containerStatuses[0]!.restartCount, 0);
-    assert.equal(await text(await agent.client.logs('cat')), 'hello through attach\nsecond client\n');
+    // The log file has it too (read again briefly: the writer may still be flushing on a busy machine).
+    let log = '';
+    for (let i = 0; i < 20 && log !== 'hello through attach\nsecond client\n'; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 100));
+      log = await text(await agent.client.logs('cat'));
+    }
+    assert.equal(log, 'hello through attach\nsecond client\n');
   });
 
   it('stdinOnce: the first client to end its stdin closes the container stdin; the container exit ends every attach', async () => {
