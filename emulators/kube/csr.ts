@@ -4,7 +4,7 @@
  * other, an approval cannot be withdrawn, a certificate needs an approval).
  */
 import { fieldError, type StatusCause } from './api-errors.ts';
-import { deepEqual, getPath, isPlainObject, nowIso, type KObject } from './object.ts';
+import { deepEqual, getPath, isPlainObject, mapField, nowIso, type KObject } from './object.ts';
 import type { UserInfo } from './tokens.ts';
 
 interface Condition {
@@ -17,7 +17,7 @@ interface Condition {
 }
 
 export function stampRequester(csr: KObject, user: UserInfo): void {
-  const spec = (isPlainObject(csr.spec) ? csr.spec : (csr.spec = {})) as Record<string, unknown>;
+  const spec = mapField(csr, 'spec');
   spec.username = user.username;
   if (user.uid) spec.uid = user.uid;
   else delete spec.uid;

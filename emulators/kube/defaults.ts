@@ -3,7 +3,7 @@
  * runs): pod spec defaults and QoS class, service cluster IPs, namespace phase, secret stringData.
  * Each function mutates the fresh copy of the object being created, never a stored one.
  */
-import { getPath, isPlainObject, type KObject } from './object.ts';
+import { getPath, isPlainObject, mapField, type KObject } from './object.ts';
 
 type Rec = Record<string, unknown>;
 
@@ -58,7 +58,7 @@ function qosClass(spec: Rec): string {
 }
 
 export function defaultPod(pod: KObject): void {
-  const spec = (isPlainObject(pod.spec) ? pod.spec : (pod.spec = {})) as Rec;
+  const spec = mapField(pod, 'spec');
   defaultPodSpec(spec);
   setDefault(spec, 'serviceAccountName', spec.serviceAccount ?? 'default');
   setDefault(spec, 'serviceAccount', spec.serviceAccountName);
@@ -74,7 +74,7 @@ export function defaultPod(pod: KObject): void {
  * node outage. Running it on update is what lets `kubectl apply` replace the tolerations list.
  */
 export function addDefaultTolerations(pod: KObject): void {
-  const spec = (isPlainObject(pod.spec) ? pod.spec : (pod.spec = {})) as Rec;
+  const spec = mapField(pod, 'spec');
   const tolerations = (Array.isArray(spec.tolerations) ? spec.tolerations : (spec.tolerations = [])) as Rec[];
   for (const key of ['node.kubernetes.io/not-ready', 'node.kubernetes.io/unreachable']) {
     if (
@@ -90,7 +90,7 @@ export function addDefaultTolerations(pod: KObject): void {
 }
 
 export function defaultWorkload(obj: KObject): void {
-  const spec = (isPlainObject(obj.spec) ? obj.spec : (obj.spec = {})) as Rec;
+  const spec = mapField(obj, 'spec');
   setDefault(spec, 'replicas', 1);
   setDefault(spec, 'revisionHistoryLimit', 10);
   const podSpec = getPath(spec, 'template.spec');
@@ -120,7 +120,7 @@ export class ClusterIpAllocator {
 }
 
 export function defaultService(svc: KObject, ips: ClusterIpAllocator): void {
-  const spec = (isPlainObject(svc.spec) ? svc.spec : (svc.spec = {})) as Rec;
+  const spec = mapField(svc, 'spec');
   setDefault(spec, 'type', 'ClusterIP');
   setDefault(spec, 'sessionAffinity', 'None');
   if (spec.type !== 'ExternalName') {
@@ -141,7 +141,7 @@ export function defaultService(svc: KObject, ips: ClusterIpAllocator): void {
 
 export function defaultNamespace(ns: KObject): void {
   ns.metadata.labels = { ...ns.metadata.labels, 'kubernetes.io/metadata.name': ns.metadata.name! };
-  const spec = (isPlainObject(ns.spec) ? ns.spec : (ns.spec = {})) as Rec;
+  const spec = mapField(ns, 'spec');
   setDefault(spec, 'finalizers', ['kubernetes']);
   ns.status = { phase: 'Active' };
 }
@@ -154,7 +154,7 @@ export function defaultSecret(secret: KObject): void {
 /** `stringData` is write-only: merged into `data` (base64) on every write, as the real server does. */
 export function normaliseSecretData(secret: KObject): void {
   if (isPlainObject(secret.stringData)) {
-    const data = (isPlainObject(secret.data) ? secret.data : (secret.data = {})) as Rec;
+    const data = mapField(secret, 'data');
     for (const [k, v] of Object.entries(secret.stringData))
       data[k] = Buffer.from(String(v)).toString('base64');
     delete secret.stringData;

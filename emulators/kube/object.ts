@@ -40,6 +40,15 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** `obj[key]` as a map, replaced by a new empty one first when it is not one (for defaulting). */
+export function mapField(obj: Record<string, unknown>, key: string): Record<string, unknown> {
+  const v = obj[key];
+  if (isPlainObject(v)) return v;
+  const fresh: Record<string, unknown> = {};
+  obj[key] = fresh;
+  return fresh;
+}
+
 /** Reads a dotted path (`spec.nodeName`) from an object; undefined when any step is missing. */
 export function getPath(obj: unknown, path: string | string[]): unknown {
   const parts = typeof path === 'string' ? path.split('.') : path;
