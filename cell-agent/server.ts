@@ -4,6 +4,7 @@ import express from 'express';
 import type { Registry } from 'prom-client';
 import { CELL_AGENT_API_VERSION, type HealthReply } from '../lib/cell-agent-api.ts';
 import type { Logger } from '../lib/log.ts';
+import { splitHostPort } from '../lib/listen-address.ts';
 import { metricsHandler } from '../lib/metrics.ts';
 import { attachUpgradeHandler } from './api-attach.ts';
 import { execUpgradeHandler } from './api-exec.ts';
@@ -69,9 +70,7 @@ export function createServer(deps: ServerDeps): https.Server {
 
 /** Listens on "host:port" and resolves with the bound address. */
 export function listen(server: https.Server, listenAddr: string): Promise<AddressInfo> {
-  const i = listenAddr.lastIndexOf(':');
-  const host = listenAddr.slice(0, i).replace(/^\[|\]$/g, '');
-  const port = Number(listenAddr.slice(i + 1));
+  const { host, port } = splitHostPort(listenAddr);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve(server.address() as AddressInfo));

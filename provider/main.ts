@@ -29,7 +29,7 @@ import { OrphanCollector } from './cloud/orphan-collector.ts';
 import { waitAtMost } from './clock.ts';
 import { loadProviderConfig, type ProviderConfig } from './config.ts';
 import { Informer } from './informer.ts';
-import { splitHostPort } from './listen-address.ts';
+import { splitHostPort } from '../lib/listen-address.ts';
 import { KubeletAuth, kubernetesReviewers } from './kubelet-api/auth.ts';
 import { startKubeletApiServer } from './kubelet-api/server.ts';
 import { createProviderMetrics, setCounts, type ProviderMetrics } from './metrics.ts';

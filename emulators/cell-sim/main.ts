@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Command, InvalidArgumentError } from 'commander';
 import { createLogger } from '../../lib/log.ts';
+import { splitHostPort } from '../../lib/listen-address.ts';
 import { printReadyLine } from '../../lib/ready-line.ts';
 import { onShutdown } from '../../lib/shutdown.ts';
 import { startCellSimulator } from './simulator.ts';
@@ -63,8 +64,8 @@ async function main(): Promise<void> {
       res.end(text);
     });
   });
-  const i = o.metricsListen.lastIndexOf(':');
-  metrics.listen(Number(o.metricsListen.slice(i + 1)), o.metricsListen.slice(0, i) || '127.0.0.1');
+  const metricsAt = splitHostPort(o.metricsListen, '127.0.0.1');
+  metrics.listen(metricsAt.port, metricsAt.host);
   await once(metrics, 'listening');
   onShutdown(log, async () => {
     metrics.close();
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
     listen: `${sim.host}:${sim.port}`,
     port: sim.port,
     pid: process.pid,
-    metrics: `http://${o.metricsListen.slice(0, i) || '127.0.0.1'}:${mport}/metrics`,
+    metrics: `http://${metricsAt.host}:${mport}/metrics`,
   });
 }
 

@@ -16,6 +16,7 @@ import { parse } from 'yaml';
 import type { PutPodRequest } from '../../lib/cell-agent-api.ts';
 import { CELL_AGENT_API_VERSION, HttpError, statusBody } from '../../lib/cell-agent-api.ts';
 import type { Logger } from '../../lib/log.ts';
+import { splitHostPort } from '../../lib/listen-address.ts';
 import { createMetricsRegistry } from '../../lib/metrics.ts';
 import { SimulatedPod } from './cell-state.ts';
 
@@ -274,15 +275,14 @@ export async function startCellSimulator(opts: CellSimulatorOptions): Promise<Ce
   );
   server.on('tlsClientError', (err) => opts.log.debug({ err: err.message }, 'TLS handshake failed'));
   server.keepAliveTimeout = 60_000;
-  const i = opts.listen.lastIndexOf(':');
-  const host = opts.listen.slice(0, i) || '0.0.0.0';
+  const listenAt = splitHostPort(opts.listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(Number(opts.listen.slice(i + 1)), host, resolve);
+    server.listen(listenAt.port, listenAt.host, resolve);
   });
   const { port } = server.address() as AddressInfo;
   return {
-    host,
+    host: listenAt.host,
     port,
     registry,
     cellCount: () => cells.size,

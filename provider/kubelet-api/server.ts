@@ -5,7 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Counter } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../lib/log.ts';
-import { splitHostPort } from '../listen-address.ts';
+import { splitHostPort } from '../../lib/listen-address.ts';
 import { prepareAttach } from './attach.ts';
 import { AuthError, type KubeletAuth } from './auth.ts';
 import { serveContainerLogs } from './container-logs.ts';

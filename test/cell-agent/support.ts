@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import type { PodStatusReply } from '../../lib/cell-agent-api.ts';
 import { CellAgentClient } from '../../lib/cell-agent-client.ts';
 import { createCA, issueCertificate, type KeyPair } from '../../lib/tls.ts';
+import { splitHostPort } from '../../lib/listen-address.ts';
 import { buildImage, pushImage, type ImageSpec } from '../support/images.ts';
 import { startProcess, type StartedProcess } from '../support/process.ts';
 import { startRegistry, type StartedRegistry } from '../support/registry.ts';
@@ -74,10 +75,7 @@ export async function forwardTcp(
   listenHost: string,
   target: string,
 ): Promise<{ host: string; close(): void }> {
-  const [th, tp] = [
-    target.slice(0, target.lastIndexOf(':')),
-    Number(target.slice(target.lastIndexOf(':') + 1)),
-  ];
+  const { host: th, port: tp } = splitHostPort(target);
   const socks = new Set<net.Socket>();
   const server = net.createServer((c) => {
     const up = net.connect(tp, th);
