@@ -1,20 +1,17 @@
-import 'reflect-metadata';
+// Certificates for mutual TLS (ECDSA P-256): a CA and the leaf certificates it issues, built as
+// DER (lib/der.ts) and signed with node:crypto. A schema-driven ASN.1 library spent milliseconds
+// per certificate and its schemas at every start; concatenating bytes costs microseconds.
 import {
   createHash,
   createPrivateKey,
   generateKeyPairSync,
+  randomBytes,
   sign,
-  webcrypto,
-  X509Certificate as NodeX509,
+  X509Certificate,
   type KeyObject,
 } from 'node:crypto';
 import { isIP } from 'node:net';
-import * as x509 from '@peculiar/x509';
 import * as der from './der.ts';
-
-x509.cryptoProvider.set(webcrypto as never);
-
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
 /** A certificate and its private key, both PEM. */
 export interface KeyPair {
@@ -35,49 +32,6 @@ export interface IssueOptions {
   validityDays?: number;
 }
 
-function pemKey(der: ArrayBuffer): string {
-  return x509.PemConverter.encode(der, 'PRIVATE KEY');
-}
-
-function serial(): string {
-  // Positive 128-bit serial; the leading nibble stays below 8 so DER never reads it as negative.
-  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
-  bytes[0] = bytes[0]! & 0x7f;
-  return Buffer.from(bytes).toString('hex');
-}
-
-function validity(days: number): { notBefore: Date; notAfter: Date } {
-  // Backdated by an hour so small clock skew between hosts never makes a fresh cert "not yet valid".
-  const notBefore = new Date(Date.now() - 3600_000);
-  return { notBefore, notAfter: new Date(notBefore.getTime() + days * 86400_000) };
-}
-
-function subject(cn: string, orgs: string[] = []): string {
-  const esc = (s: string) => s.replace(/([,+"\\<>;=])/g, '\\$1');
-  return [`CN=${esc(cn)}`, ...orgs.map((o) => `O=${esc(o)}`)].join(', ');
-}
-
-/** Creates a self-signed ECDSA P-256 certificate authority. */
-export async function createCA(commonName: string, validityDays = 3650): Promise<KeyPair> {
-  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
-    name: subject(commonName),
-    ...validity(validityDays),
-    signingAlgorithm: ALG,
-    keys,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
-  });
-  return {
-    certPem: cert.toString('pem'),
-    keyPem: pemKey(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)),
-  };
-}
-
 const OID = {
   ecdsaWithSha256: '1.2.840.10045.4.3.2',
   sha256WithRsa: '1.2.840.113549.1.1.11',
@@ -93,13 +47,96 @@ const OID = {
   clientAuth: '1.3.6.1.5.5.7.3.2',
 } as const;
 
+const ECDSA_SHA256 = der.sequence(der.oid(OID.ecdsaWithSha256));
+
 const extension = (id: string, critical: boolean, value: Buffer): Buffer =>
   der.sequence(der.oid(id), ...(critical ? [der.boolean(true)] : []), der.octetString(value));
 
+/** A distinguished name: the common name, then each organisation, one attribute per RDN. */
+function name(commonName: string, organizations: string[] = []): Buffer {
+  const rdn = (id: string, value: string) => der.set(der.sequence(der.oid(id), der.utf8String(value)));
+  return der.sequence(rdn(OID.commonName, commonName), ...organizations.map((o) => rdn(OID.organization, o)));
+}
+
+/** RFC 5280 method 1 key identifier: SHA-1 of the subjectPublicKey bits of a DER SPKI. */
+function keyIdentifier(spki: Buffer): Buffer {
+  const bits = der.children(spki, der.readElement(spki, 0))[1]!;
+  return createHash('sha1')
+    .update(spki.subarray(bits.contentStart + 1, bits.end))
+    .digest();
+}
+
+/** Backdated by an hour so small clock skew between hosts never makes a fresh cert "not yet valid". */
+function validity(days: number): Buffer {
+  const notBefore = new Date(Date.now() - 3600_000);
+  return der.sequence(der.time(notBefore), der.time(new Date(notBefore.getTime() + days * 86400_000)));
+}
+
+/** A v3 certificate over the given parts, signed by `key`, PEM. */
+function certificate(
+  parts: { issuer: Buffer; subject: Buffer; spki: Buffer; validityDays: number; extensions: Buffer[] },
+  key: KeyObject,
+  signatureAlgorithm: Buffer,
+): string {
+  // Positive 128-bit serial: the top bit cleared so DER never reads it as negative.
+  const serial = randomBytes(16);
+  serial[0] = serial[0]! & 0x7f;
+  const tbs = der.sequence(
+    der.explicit(0, der.smallInteger(2)),
+    der.unsignedInteger(serial),
+    signatureAlgorithm,
+    parts.issuer,
+    validity(parts.validityDays),
+    parts.subject,
+    parts.spki,
+    der.explicit(3, der.sequence(...parts.extensions)),
+  );
+  const cert = der.sequence(tbs, signatureAlgorithm, der.bitString(sign('sha256', tbs, key)));
+  const b64 = cert.toString('base64').replace(/(.{64})/g, '$1\n');
+  return `-----BEGIN CERTIFICATE-----\n${b64.replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
+}
+
+function newKey(): { spki: Buffer; privateKey: KeyObject; keyPem: string } {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return {
+    spki: publicKey.export({ type: 'spki', format: 'der' }),
+    privateKey,
+    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+  };
+}
+
+/** Creates a self-signed ECDSA P-256 certificate authority. */
+export function createCA(commonName: string, validityDays = 3650): Promise<KeyPair> {
+  const { spki, privateKey, keyPem } = newKey();
+  const subject = name(commonName);
+  const certPem = certificate(
+    {
+      issuer: subject,
+      subject,
+      spki,
+      validityDays,
+      extensions: [
+        extension(OID.basicConstraints, true, der.sequence(der.boolean(true), der.smallInteger(0))),
+        // keyCertSign (bit 5) and cRLSign (bit 6): 0b0000011 followed by 1 unused bit.
+        extension(OID.keyUsage, true, der.bitString(Buffer.from([0x06]), 1)),
+        extension(OID.subjectKeyIdentifier, false, der.octetString(keyIdentifier(spki))),
+      ],
+    },
+    privateKey,
+    ECDSA_SHA256,
+  );
+  return Promise.resolve({ certPem, keyPem });
+}
+
+/** The elements of a certificate's TBSCertificate (version [0] dropped when present). */
+function tbsFields(raw: Buffer): der.Element[] {
+  const fields = der.children(raw, der.children(raw, der.readElement(raw, 0))[0]!);
+  return fields[0]!.tag === 0xa0 ? fields.slice(1) : fields;
+}
+
 /**
  * Issues leaf certificates from one CA. The CA is read once (its subject, key identifier and
- * private key); each certificate is then a fresh P-256 key, a DER TBSCertificate built by hand and
- * one signature: well under a millisecond, where a schema-driven ASN.1 library takes several.
+ * private key); each certificate is then a fresh P-256 key, a TBSCertificate and one signature.
  */
 export class CertificateIssuer {
   private static readonly cache = new Map<string, CertificateIssuer>();
@@ -123,49 +160,32 @@ export class CertificateIssuer {
   }
 
   private static parse(ca: KeyPair): CertificateIssuer {
-    const cert = new NodeX509(ca.certPem);
-    const buf = cert.raw;
-    const tbs = der.children(buf, der.readElement(buf, 0))[0]!;
-    const fields = der.children(buf, tbs);
-    // version [0] is optional; after it: serial, signature, issuer, validity, subject, spki.
-    const base = fields[0]!.tag === 0xa0 ? 1 : 0;
-    const subject = fields[base + 4]!;
-    const spki = fields[base + 5]!;
+    const buf = new X509Certificate(ca.certPem).raw;
+    // After the optional version: serial, signature, issuer, validity, subject, spki, …, [3] extensions.
+    const fields = tbsFields(buf);
+    const subject = fields[4]!;
+    const spki = fields[5]!;
     let keyId: Buffer | undefined;
     const exts = fields.find((f) => f.tag === 0xa3);
-    if (exts) {
-      for (const ext of der.children(buf, der.children(buf, exts)[0]!)) {
-        const parts = der.children(buf, ext);
-        if (!buf.subarray(parts[0]!.start, parts[0]!.end).equals(der.oid(OID.subjectKeyIdentifier))) continue;
-        const value = parts[parts.length - 1]!;
-        const inner = der.readElement(buf, value.contentStart);
-        keyId = buf.subarray(inner.contentStart, inner.end);
-      }
+    for (const ext of exts ? der.children(buf, der.children(buf, exts)[0]!) : []) {
+      const parts = der.children(buf, ext);
+      if (!buf.subarray(parts[0]!.start, parts[0]!.end).equals(der.oid(OID.subjectKeyIdentifier))) continue;
+      const inner = der.readElement(buf, parts[parts.length - 1]!.contentStart);
+      keyId = buf.subarray(inner.contentStart, inner.end);
     }
-    if (!keyId) {
-      // RFC 5280 method 1: SHA-1 of the subjectPublicKey bits (what the CA's own SKI would hold).
-      const bits = der.children(buf, spki)[1]!;
-      keyId = createHash('sha1')
-        .update(buf.subarray(bits.contentStart + 1, bits.end))
-        .digest();
-    }
+    // Without the CA's own SKI: what it would hold.
+    keyId ??= keyIdentifier(buf.subarray(spki.start, spki.end));
     const key = createPrivateKey(ca.keyPem);
     const sigAlg =
       key.asymmetricKeyType === 'rsa'
         ? der.sequence(der.oid(OID.sha256WithRsa), Buffer.from([0x05, 0x00]))
-        : der.sequence(der.oid(OID.ecdsaWithSha256));
+        : ECDSA_SHA256;
     return new CertificateIssuer(Buffer.from(buf.subarray(subject.start, subject.end)), keyId, key, sigAlg);
   }
 
   /** A new key and a certificate for it, signed by this CA. */
   issue(opts: IssueOptions): KeyPair {
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const { notBefore, notAfter } = validity(opts.validityDays ?? 365);
-    const rdn = (id: string, value: string) => der.set(der.sequence(der.oid(id), der.utf8String(value)));
-    const subject = der.sequence(
-      rdn(OID.commonName, opts.commonName),
-      ...(opts.organizations ?? []).map((o) => rdn(OID.organization, o)),
-    );
+    const { spki, keyPem } = newKey();
     const ekus: Buffer[] = [];
     if (opts.usage !== 'client') ekus.push(der.oid(OID.serverAuth));
     if (opts.usage !== 'server') ekus.push(der.oid(OID.clientAuth));
@@ -187,22 +207,18 @@ export class CertificateIssuer {
       );
       extensions.push(extension(OID.subjectAltName, false, der.sequence(...names)));
     }
-    const tbs = der.sequence(
-      der.explicit(0, der.smallInteger(2)),
-      der.unsignedInteger(Buffer.from(serial(), 'hex')),
+    const certPem = certificate(
+      {
+        issuer: this.issuerName,
+        subject: name(opts.commonName, opts.organizations),
+        spki,
+        validityDays: opts.validityDays ?? 365,
+        extensions,
+      },
+      this.key,
       this.signatureAlgorithm,
-      this.issuerName,
-      der.sequence(der.time(notBefore), der.time(notAfter)),
-      subject,
-      publicKey.export({ type: 'spki', format: 'der' }),
-      der.explicit(3, der.sequence(...extensions)),
     );
-    const signature = sign('sha256', tbs, this.key);
-    const cert = der.sequence(tbs, this.signatureAlgorithm, der.bitString(signature));
-    return {
-      certPem: pem(cert, 'CERTIFICATE'),
-      keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-    };
+    return { certPem, keyPem };
   }
 }
 
@@ -218,11 +234,6 @@ function ipBytes(ip: string): Buffer {
   return out;
 }
 
-function pem(derBytes: Buffer, label: string): string {
-  const b64 = derBytes.toString('base64').replace(/(.{64})/g, '$1\n');
-  return `-----BEGIN ${label}-----\n${b64.replace(/\n$/, '')}\n-----END ${label}-----\n`;
-}
-
 /** Issues a leaf certificate signed by `ca` for a server, a client, or both. */
 export function issueCertificate(ca: KeyPair, opts: IssueOptions): Promise<KeyPair> {
   try {
@@ -234,14 +245,21 @@ export function issueCertificate(ca: KeyPair, opts: IssueOptions): Promise<KeyPa
 
 /** When `certPem` expires. */
 export function certificateExpiry(certPem: string): Date {
-  return new Date(new NodeX509(certPem).validTo);
+  return new Date(new X509Certificate(certPem).validTo);
 }
 
 /** The subject common name and organisations of a PEM certificate. */
 export function certificateSubject(certPem: string): { commonName: string; organizations: string[] } {
-  const cert = new x509.X509Certificate(certPem);
-  return {
-    commonName: cert.subjectName.getField('CN')[0] ?? '',
-    organizations: cert.subjectName.getField('O'),
-  };
+  const buf = new X509Certificate(certPem).raw;
+  const subject = tbsFields(buf)[4]!;
+  const out = { commonName: '', organizations: [] as string[] };
+  for (const rdn of der.children(buf, subject))
+    for (const attr of der.children(buf, rdn)) {
+      const [type, value] = der.children(buf, attr);
+      const text = buf.subarray(value!.contentStart, value!.end).toString('utf8');
+      const id = buf.subarray(type!.start, type!.end);
+      if (id.equals(der.oid(OID.commonName)) && !out.commonName) out.commonName = text;
+      else if (id.equals(der.oid(OID.organization))) out.organizations.push(text);
+    }
+  return out;
 }

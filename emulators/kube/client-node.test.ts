@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { createPublicKey, verify, webcrypto } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import * as x509 from '@peculiar/x509';
-import '../../lib/tls.ts'; // sets the crypto provider @peculiar/x509 uses
 import { startKubeEmulator, type KubeEmulatorHandle } from '../../test/support/kube.ts';
+
+x509.cryptoProvider.set(webcrypto as never);
 
 type Obj = k8s.KubernetesObject & Record<string, unknown>;
 
